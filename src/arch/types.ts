@@ -1,0 +1,90 @@
+/**
+ * What the rest of shears needs to know about a model family. An architecture is data (tensor names,
+ * which linear layers share an input) plus graphs (one decoder block, embeddings, head); adding a
+ * family means adding one file that implements `Architecture` and one line in the registry.
+ *
+ * Layout conventions: activations are float32, row-major [tokens = batch*seq, width]; windows are
+ * contiguous runs of `seq` tokens, each attending causally within itself, positions 0..seq-1.
+ */
+
+export type Family = 'llama' | 'opt' | 'gpt2' | 'gpt_neox';
+
+/** The parts of config.json that every family shares, normalised. Family-specific fields stay in the adapter. */
+export interface ModelSpec {
+  family: Family;
+  /** config.model_type as written (llama, mistral, qwen2, qwen3, opt, gpt2, gpt_neox). */
+  modelType: string;
+  hiddenSize: number;
+  numLayers: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  intermediateSize: number;
+  vocabSize: number;
+  /** Longest sequence the model supports (max_position_embeddings / n_positions). */
+  maxPositions: number;
+  tieWordEmbeddings: boolean;
+  bosTokenId?: number;
+  eosTokenId?: number;
+  /** config torch_dtype / dtype if given (float16, bfloat16, float32). */
+  dtype?: string;
+}
+
+/** Read access to a checkpoint's tensors (Checkpoint implements it; tests can pass a Map-backed fake). */
+export interface TensorSource {
+  has(name: string): boolean;
+  shape(name: string): number[];
+  /** The tensor converted to float32, in its stored layout. */
+  readFloat32(name: string): Float32Array;
+}
+
+/** Tensors keyed by full checkpoint name, float32, stored layout. */
+export type Weights = Map<string, Float32Array>;
+
+/**
+ * A prunable linear layer of a block, seen as nn.Linear: weight [rows = out_features, cols = in_features].
+ * GPT-2's Conv1D stores [in, out]; `transposed` says the stored tensor must be transposed to get that view.
+ */
+export interface LinearLayer {
+  /** Name inside the block, e.g. "self_attn.q_proj" (what reports and --skip globs see with the block prefix). */
+  name: string;
+  /** Full tensor name in the checkpoint, e.g. "model.layers.3.self_attn.q_proj.weight". */
+  tensor: string;
+  rows: number;
+  cols: number;
+  transposed: boolean;
+  /** Id of the activation feeding this layer; layers with the same id share input statistics. */
+  input: string;
+  /** True-sequential order: layers of stage s are pruned after re-running the block with stages < s pruned. */
+  stage: number;
+}
+
+export interface BlockResult {
+  /** The block's output, [tokens, hidden]. */
+  out: Float32Array;
+  /** When capture was requested: each linear input by id, [tokens, cols of the layers it feeds]. */
+  inputs: Record<string, Float32Array>;
+}
+
+export interface Architecture {
+  readonly spec: ModelSpec;
+  /** Full names of every tensor that belongs to decoder block i. */
+  blockTensors(i: number): string[];
+  /** The prunable linear layers of block i, in forward order. */
+  linears(i: number): LinearLayer[];
+  /** Tensors needed by embed() (e.g. token + position embeddings). */
+  embedTensors(): string[];
+  /** Tensors needed by the head (final norm, LM head or tied embedding, projections). */
+  headTensors(): string[];
+  /** Hidden states entering block 0 for `ids` laid out as windows of `seq` tokens: [ids.length, hidden]. */
+  embed(w: Weights, ids: Int32Array, seq: number): Promise<Float32Array>;
+  /** Runs decoder block i on x [tokens, hidden] made of windows of `seq` tokens. */
+  runBlock(i: number, w: Weights, x: Float32Array, seq: number, capture: boolean): Promise<BlockResult>;
+  /** Logits [tokens, vocab] from the last hidden states (final norm + LM head). */
+  logits(w: Weights, x: Float32Array, seq: number): Promise<Float32Array>;
+  /**
+   * Next-token negative log-likelihood per position: nll[t] = -log softmax(logits[t])[targets[t]],
+   * computed inside the graph so that [tokens, vocab] logits never reach JS. targets[t] < 0 = ignored (0 written).
+   */
+  nll(w: Weights, x: Float32Array, seq: number, targets: Int32Array): Promise<Float32Array>;
+}

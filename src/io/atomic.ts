@@ -1,0 +1,143 @@
+/**
+ * Outputs appear all at once or not at all: everything is written under a temporary name in the same
+ * parent folder (so the final rename stays on one filesystem and is atomic) and renamed on success; on
+ * failure the temporary file or folder is removed. Temporary names start with `.tmp-` (git-ignored).
+ */
+import { randomBytes } from 'node:crypto';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import { fileError, ShearsError } from '../errors.js';
+
+/** A fresh, unused temporary path next to `finalPath` (same parent folder). */
+export function tempPathFor(finalPath: string): string {
+  const tag = `${process.pid}-${randomBytes(4).toString('hex')}`;
+  return join(dirname(resolve(finalPath)), `.tmp-${basename(finalPath)}-${tag}`);
+}
+
+/** Write all of `data` to `fd` at `position` (positional writes may be partial; loop until done). */
+export function writeFully(fd: number, data: Uint8Array, position: number): void {
+  const CHUNK = 1 << 30;
+  let done = 0;
+  while (done < data.byteLength) {
+    done += writeSync(fd, data, done, Math.min(CHUNK, data.byteLength - done), position + done);
+  }
+}
+
+/** Write `data` to `path` atomically (temp file, fsync, rename). */
+export function writeFileAtomic(path: string, data: string | Uint8Array): void {
+  const tmp = tempPathFor(path);
+  try {
+    const fd = openSync(tmp, 'wx');
+    try {
+      writeFully(fd, typeof data === 'string' ? Buffer.from(data, 'utf8') : data, 0);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, path);
+  } catch (e) {
+    rmSync(tmp, { force: true });
+    throw wrapFsError(path, e);
+  }
+}
+
+/**
+ * Run `fill(tmpPath)` to produce a file, then rename it to `path`. If `fill` throws, the temporary file is
+ * removed and the error rethrown; `path` is untouched.
+ */
+export async function withAtomicFile<T>(path: string, fill: (tmpPath: string) => Promise<T> | T): Promise<T> {
+  const tmp = tempPathFor(path);
+  try {
+    const result = await fill(tmp);
+    renameSync(tmp, path);
+    return result;
+  } catch (e) {
+    rmSync(tmp, { force: true });
+    throw e;
+  }
+}
+
+export interface AtomicDirOptions {
+  /** Replace an existing folder at the final path (it is removed only after the new one is complete). */
+  overwrite?: boolean;
+}
+
+/**
+ * An output folder built under a temporary name. `path` is where to write; `commit()` renames it to
+ * `finalPath`; `abort()` removes it. Checks up front that `finalPath` is free (unless overwrite) so a long
+ * job fails before doing any work.
+ */
+export class AtomicDir {
+  readonly finalPath: string;
+  readonly path: string;
+  private readonly overwrite: boolean;
+  private state: 'open' | 'committed' | 'aborted' = 'open';
+
+  constructor(finalPath: string, opts: AtomicDirOptions = {}) {
+    this.finalPath = finalPath;
+    this.overwrite = opts.overwrite ?? false;
+    if (existsSync(finalPath) && !this.overwrite) {
+      throw fileError(finalPath, 'already exists (choose another output folder or remove it)');
+    }
+    const parent = dirname(resolve(finalPath));
+    try {
+      mkdirSync(parent, { recursive: true });
+      this.path = tempPathFor(finalPath);
+      mkdirSync(this.path);
+    } catch (e) {
+      throw wrapFsError(finalPath, e);
+    }
+  }
+
+  commit(): void {
+    if (this.state !== 'open') throw new ShearsError(`${this.finalPath}: output folder already ${this.state}`);
+    try {
+      if (existsSync(this.finalPath)) {
+        if (!this.overwrite) throw fileError(this.finalPath, 'already exists (created while shears was running?)');
+        // Move the old folder aside first so the final path is never missing a complete folder for long.
+        const old = tempPathFor(this.finalPath);
+        renameSync(this.finalPath, old);
+        renameSync(this.path, this.finalPath);
+        rmSync(old, { recursive: true, force: true });
+      } else {
+        renameSync(this.path, this.finalPath);
+      }
+      this.state = 'committed';
+    } catch (e) {
+      this.abort();
+      throw wrapFsError(this.finalPath, e);
+    }
+  }
+
+  abort(): void {
+    if (this.state === 'committed') return;
+    rmSync(this.path, { recursive: true, force: true });
+    this.state = 'aborted';
+  }
+}
+
+/**
+ * Build a folder with `fill(tmpDir)` and rename it to `finalPath` when `fill` succeeds; on failure the
+ * temporary folder is removed and the error rethrown.
+ */
+export async function withAtomicDir<T>(
+  finalPath: string,
+  fill: (tmpDir: string) => Promise<T> | T,
+  opts: AtomicDirOptions = {},
+): Promise<T> {
+  const dir = new AtomicDir(finalPath, opts);
+  try {
+    const result = await fill(dir.path);
+    dir.commit();
+    return result;
+  } catch (e) {
+    dir.abort();
+    throw e;
+  }
+}
+
+function wrapFsError(path: string, e: unknown): unknown {
+  if (e instanceof ShearsError) return e;
+  const code = (e as NodeJS.ErrnoException).code;
+  return code ? fileError(path, `cannot write (${code}: ${(e as Error).message})`) : e;
+}
