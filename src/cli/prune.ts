@@ -1,0 +1,107 @@
+/** `shears prune <model>`: one-shot pruning into a new HF folder plus shears-report.json. */
+import type { CommandModule } from 'yargs';
+import { basename } from 'node:path';
+import { usageError } from '../errors.js';
+import { parseSparsitySpec, describeSpec } from '../prune/spec.js';
+import { METHODS, type Method } from '../prune/driver.js';
+import { runPrune } from '../prune/job.js';
+import { evaluateModel } from '../eval/evaluate.js';
+import { formatPruneSummary } from '../report/prune-summary.js';
+
+interface Args {
+  model: string;
+  method: string;
+  sparsity?: number;
+  pattern?: string;
+  out?: string;
+  overwrite: boolean;
+  calibration: string;
+  nsamples: number;
+  seqlen?: number;
+  seed: number;
+  'calib-tokens'?: string;
+  'save-calib-tokens'?: string;
+  blocksize: number;
+  damp: number;
+  'true-sequential': boolean;
+  skip: string[];
+  'layer-sparsity'?: string;
+  eval?: string;
+  'eval-max-tokens'?: number;
+  json: boolean;
+}
+
+/** --layer-sparsity: a JSON array (one value per block, null = default) or an object {"block": value}. */
+function parseLayerSparsity(text: string | undefined, layers: number | undefined): (number | undefined)[] | undefined {
+  if (text === undefined) return undefined;
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    throw usageError(`--layer-sparsity must be JSON (an array or an object of block: sparsity), got ${text}`);
+  }
+  const out: (number | undefined)[] = [];
+  const entries: [string, unknown][] = Array.isArray(v) ? v.map((x, i) => [String(i), x]) : v && typeof v === 'object' ? Object.entries(v) : [];
+  if (entries.length === 0) throw usageError('--layer-sparsity must be a non-empty JSON array or object');
+  for (const [k, x] of entries) {
+    const b = Number(k);
+    if (!Number.isInteger(b) || b < 0 || (layers !== undefined && b >= layers)) throw usageError(`--layer-sparsity: "${k}" is not a block index`);
+    if (x === null) continue;
+    if (typeof x !== 'number' || !(x > 0 && x < 1)) throw usageError(`--layer-sparsity: block ${k} must have a sparsity in (0, 1), got ${JSON.stringify(x)}`);
+    out[b] = x;
+  }
+  return out;
+}
+
+export const pruneCommand: CommandModule<object, Args> = {
+  command: 'prune <model>',
+  describe: 'prune a model one-shot and write a new HF folder',
+  builder: (y) =>
+    y
+      .positional('model', { type: 'string', demandOption: true, describe: 'HF model folder or hub id' })
+      .option('method', { type: 'string', default: 'sparsegpt', choices: METHODS as unknown as string[], describe: 'pruning method' })
+      .option('sparsity', { type: 'number', describe: 'unstructured sparsity in (0, 1), e.g. 0.5' })
+      .option('pattern', { type: 'string', describe: 'N:M semi-structured pattern, e.g. 2:4' })
+      .option('out', { type: 'string', describe: 'output folder (default: <model>-<method>-<pattern>)' })
+      .option('overwrite', { type: 'boolean', default: false, describe: 'replace an existing output folder' })
+      .option('calibration', { type: 'string', default: 'c4', describe: 'c4 | wikitext2 | tinystories | a .txt/.jsonl file' })
+      .option('nsamples', { type: 'number', default: 128, describe: 'calibration windows' })
+      .option('seqlen', { type: 'number', describe: 'calibration window length (default min(2048, max positions))' })
+      .option('seed', { type: 'number', default: 0, describe: 'seed for calibration sampling and --method random' })
+      .option('calib-tokens', { type: 'string', describe: 'use exactly these windows (safetensors, one I32/I64 [nsamples, seqlen] tensor)' })
+      .option('save-calib-tokens', { type: 'string', describe: 'save the drawn windows to this safetensors file' })
+      .option('blocksize', { type: 'number', default: 128, describe: 'SparseGPT column block size' })
+      .option('damp', { type: 'number', default: 0.01, describe: 'SparseGPT dampening, fraction of mean(diag H)' })
+      .option('true-sequential', { type: 'boolean', default: false, describe: 'prune attention/MLP sub-groups in order, re-running between them' })
+      .option('skip', { type: 'string', array: true, default: [], describe: 'globs over "<block>.<layer>" or tensor names to keep dense' })
+      .option('layer-sparsity', { type: 'string', describe: 'JSON per-block sparsity, e.g. [0.3,0.5,0.6] or {"0":0.3}' })
+      .option('eval', { type: 'string', describe: 'evaluate dense and pruned perplexity on this dataset afterwards' })
+      .option('eval-max-tokens', { type: 'number', describe: 'with --eval: only the first N tokens' })
+      .option('json', { type: 'boolean', default: false, describe: 'print the summary as one JSON object' }),
+  handler: async (a) => {
+    const spec = parseSparsitySpec({ sparsity: a.sparsity, pattern: a.pattern });
+    const method = a.method as Method;
+    if (!Number.isInteger(a.blocksize) || a.blocksize < 1) throw usageError(`--blocksize must be a positive integer, got ${a.blocksize}`);
+    if (!(a.damp >= 0)) throw usageError(`--damp must be >= 0, got ${a.damp}`);
+    if (!Number.isInteger(a.seed) || a.seed < 0) throw usageError(`--seed must be a non-negative integer, got ${a.seed}`);
+    const out = a.out ?? `${basename(a.model.replace(/\/+$/, ''))}-${method}-${describeSpec(spec).replace(/[:%]/g, '')}`;
+    const progress = a.json ? undefined : (m: string) => process.stderr.write(`\r${m}\x1b[K`);
+    const report = await runPrune({
+      model: a.model, out, overwrite: a.overwrite, method, spec,
+      layerSparsity: parseLayerSparsity(a['layer-sparsity'], undefined),
+      skip: a.skip, trueSequential: a['true-sequential'], blocksize: a.blocksize, damp: a.damp, seed: a.seed,
+      calibration: a.calibration, nsamples: a.nsamples, seqlen: a.seqlen,
+      calibTokens: a['calib-tokens'], saveCalibTokens: a['save-calib-tokens'],
+      command: ['shears', ...process.argv.slice(2)].join(' '),
+      onProgress: progress,
+    });
+    let evals;
+    if (a.eval) {
+      const dense = await evaluateModel({ model: a.model, dataset: a.eval, maxTokens: a['eval-max-tokens'], onProgress: progress });
+      const pruned = await evaluateModel({ model: out, dataset: a.eval, maxTokens: a['eval-max-tokens'], onProgress: progress });
+      evals = { dense, pruned };
+    }
+    if (progress) process.stderr.write('\r\x1b[K');
+    process.stdout.write(a.json ? JSON.stringify({ ...report, eval: evals }, null, 2) + '\n' : formatPruneSummary(report, evals));
+  },
+};

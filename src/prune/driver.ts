@@ -1,0 +1,192 @@
+/**
+ * The layer-sequential driver, the only place that knows the order of work (as in the references):
+ * embed the calibration windows; for each decoder block, run the dense block over every window while
+ * accumulating each linear input's statistics, prune the block's layers, re-run the pruned block to
+ * produce the next block's inputs. --true-sequential prunes the layers stage by stage (attention
+ * inputs, attention output, MLP inputs, MLP output), re-collecting statistics after each stage.
+ */
+import type { Architecture, LinearLayer, TensorSource, Weights } from '../arch/types.js';
+import { loadWeights, runBlockOver } from '../run/blocks.js';
+import type { Windows } from '../data/calibration.js';
+import type { SparsitySpec, PruneResult } from './spec.js';
+import { magnitudePrune } from './magnitude.js';
+import { randomPrune } from './random.js';
+import { wandaPrune } from './wanda.js';
+import { sparsegptPrune } from './sparsegpt.js';
+import { GramAccumulator, ColumnNormAccumulator } from './stats.js';
+import { globMatcher } from './glob.js';
+
+export type Method = 'magnitude' | 'random' | 'wanda' | 'sparsegpt';
+export const METHODS: readonly Method[] = ['magnitude', 'random', 'wanda', 'sparsegpt'];
+
+export interface PruneOptions {
+  method: Method;
+  spec: SparsitySpec;
+  /** Per-block override of an unstructured sparsity (index = block). */
+  layerSparsity?: (number | undefined)[];
+  /** Globs over "<block>.<layer name>" (e.g. "*.mlp.down_proj", "0.*") or full tensor names: left dense. */
+  skip?: string[];
+  trueSequential?: boolean;
+  blocksize?: number;
+  damp?: number;
+  seed?: number;
+}
+
+export interface LayerReport {
+  block: number;
+  name: string;
+  tensor: string;
+  rows: number;
+  cols: number;
+  skipped: boolean;
+  /** Fraction of exact zeros after pruning. */
+  sparsity: number;
+  /** For N:M: every group of M has at least N zeros. */
+  nmOk?: boolean;
+  /** SparseGPT's reported reconstruction error, or ‖(W−Ŵ)·X‖² proxy where a method has none. */
+  loss?: number;
+  damp?: number;
+  retries?: number;
+  notes?: string[];
+  seconds: number;
+}
+
+export interface Timings {
+  forward: number;
+  statistics: number;
+  pruning: number;
+}
+
+export interface DriverHooks {
+  /** A block's tensors are final (stored layout, float32): write them out and let them go. */
+  onBlockDone(block: number, weights: Weights): Promise<void> | void;
+  onProgress?(event: { block: number; blocks: number; stage: string }): void;
+}
+
+export function needsCalibration(method: Method): boolean {
+  return method === 'wanda' || method === 'sparsegpt';
+}
+
+/** [rows, cols] nn.Linear view of a stored weight (a copy when stored transposed). */
+function linearView(layer: LinearLayer, stored: Float32Array): Float32Array {
+  if (!layer.transposed) return stored;
+  const { rows, cols } = layer;
+  const t = new Float32Array(rows * cols);
+  for (let c = 0; c < cols; c++) for (let r = 0; r < rows; r++) t[r * cols + c] = stored[c * rows + r];
+  return t;
+}
+
+function storeBack(layer: LinearLayer, view: Float32Array, stored: Float32Array): void {
+  if (!layer.transposed) return;
+  const { rows, cols } = layer;
+  for (let c = 0; c < cols; c++) for (let r = 0; r < rows; r++) stored[c * rows + r] = view[r * cols + c];
+}
+
+export function blockSpec(opts: PruneOptions, block: number): SparsitySpec {
+  const s = opts.layerSparsity?.[block];
+  return s === undefined ? opts.spec : { kind: 'unstructured', sparsity: s };
+}
+
+type Stats = GramAccumulator | ColumnNormAccumulator;
+
+export async function pruneBlocks(arch: Architecture, src: TensorSource, windows: Windows | undefined, opts: PruneOptions, hooks: DriverHooks): Promise<{ layers: LayerReport[]; timings: Timings }> {
+  const L = arch.spec.numLayers;
+  const calibrated = needsCalibration(opts.method);
+  if (calibrated && !windows) throw new Error(`${opts.method} needs calibration windows`);
+  const skip = globMatcher(opts.skip ?? []);
+  const timings: Timings = { forward: 0, statistics: 0, pruning: 0 };
+  const layers: LayerReport[] = [];
+  const seq = windows?.seqlen ?? 0;
+
+  let x: Float32Array | undefined;
+  let t = performance.now();
+  if (calibrated) x = await arch.embed(loadWeights(src, arch.embedTensors()), windows!.ids, seq);
+  timings.forward += (performance.now() - t) / 1000;
+
+  for (let b = 0; b < L; b++) {
+    const w = loadWeights(src, arch.blockTensors(b));
+    const spec = blockSpec(opts, b);
+    const all = arch.linears(b);
+    const isSkipped = (l: LinearLayer) => skip(`${b}.${l.name}`) || skip(l.tensor);
+    const stages = opts.trueSequential ? [...new Set(all.map((l) => l.stage))].sort((p, q) => p - q) : [undefined];
+
+    for (const stage of stages) {
+      const todo = all.filter((l) => (stage === undefined || l.stage === stage) && !isSkipped(l));
+      hooks.onProgress?.({ block: b, blocks: L, stage: stage === undefined ? 'all' : `stage ${stage}` });
+      let stats = new Map<string, Stats>();
+      if (calibrated && todo.length > 0) {
+        stats = new Map(todo.map((l) => [l.input, opts.method === 'sparsegpt' ? new GramAccumulator(l.cols) : new ColumnNormAccumulator(l.cols)]));
+        let statSeconds = 0;
+        t = performance.now();
+        // Only the forward's output is thrown away here: the next block's inputs come from the pruned re-run.
+        const scratch = new Float32Array(x!.length);
+        await runBlockOver(arch, b, w, x!, seq, scratch, async (inputs, n) => {
+          const s0 = performance.now();
+          for (const [id, acc] of stats) await acc.add(inputs[id], inputs[id].length / acc.cols, n);
+          statSeconds += (performance.now() - s0) / 1000;
+        });
+        timings.statistics += statSeconds;
+        timings.forward += (performance.now() - t) / 1000 - statSeconds;
+      }
+      for (const l of todo) {
+        t = performance.now();
+        const stored = w.get(l.tensor)!;
+        const view = linearView(l, stored);
+        const weight = { data: view, rows: l.rows, cols: l.cols };
+        let r: PruneResult;
+        switch (opts.method) {
+          case 'magnitude':
+            r = magnitudePrune(weight, spec);
+            break;
+          case 'random':
+            r = randomPrune(weight, spec, (opts.seed ?? 0) * 1_000_003 + layers.length);
+            break;
+          case 'wanda':
+            r = wandaPrune(weight, (stats.get(l.input) as ColumnNormAccumulator).result(), spec);
+            break;
+          case 'sparsegpt':
+            r = await sparsegptPrune(weight, (stats.get(l.input) as GramAccumulator).result(), spec, { blocksize: opts.blocksize, damp: opts.damp });
+            break;
+        }
+        storeBack(l, view, stored);
+        timings.pruning += (performance.now() - t) / 1000;
+        layers.push({
+          block: b, name: l.name, tensor: l.tensor, rows: l.rows, cols: l.cols, skipped: false,
+          sparsity: zeroFraction(view),
+          nmOk: spec.kind === 'nm' ? nmHolds(view, l.rows, l.cols, spec.n, spec.m) : undefined,
+          loss: r.loss, damp: r.damp, retries: r.retries, notes: r.notes,
+          seconds: (performance.now() - t) / 1000,
+        });
+      }
+    }
+    for (const l of all.filter(isSkipped)) {
+      layers.push({ block: b, name: l.name, tensor: l.tensor, rows: l.rows, cols: l.cols, skipped: true, sparsity: zeroFraction(w.get(l.tensor)!), seconds: 0 });
+    }
+    if (calibrated) {
+      t = performance.now();
+      await runBlockOver(arch, b, w, x!, seq, x!);
+      timings.forward += (performance.now() - t) / 1000;
+    }
+    await hooks.onBlockDone(b, w);
+  }
+  return { layers, timings };
+}
+
+export function zeroFraction(a: Float32Array): number {
+  let z = 0;
+  for (let k = 0; k < a.length; k++) if (a[k] === 0) z++;
+  return a.length ? z / a.length : 0;
+}
+
+/** Every group of m consecutive inputs in each row (a shorter tail group included) has at least min(n, len) zeros. */
+export function nmHolds(w: Float32Array, rows: number, cols: number, n: number, m: number): boolean {
+  for (let r = 0; r < rows; r++) {
+    for (let g = 0; g < cols; g += m) {
+      const end = Math.min(g + m, cols);
+      let z = 0;
+      for (let c = g; c < end; c++) if (w[r * cols + c] === 0) z++;
+      if (z < Math.min(n, end - g)) return false;
+    }
+  }
+  return true;
+}

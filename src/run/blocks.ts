@@ -1,0 +1,69 @@
+/**
+ * The block runner: pushes hidden states for many token windows through one decoder block at a time.
+ * Only the block being run has its weights in memory; windows go through in micro-batches small enough
+ * that attention scores ([windows, heads, seq, seq]) and captured linear inputs stay modest.
+ */
+import type { Architecture, TensorSource, Weights } from '../arch/types.js';
+
+/** Reads `names` as float32 (stored layout). */
+export function loadWeights(src: TensorSource, names: string[]): Weights {
+  const w: Weights = new Map();
+  for (const n of names) w.set(n, src.readFloat32(n));
+  return w;
+}
+
+/** Captured linear inputs of one micro-batch, by input id, [tokens, width]; `windows` sequences. */
+export type InputsHook = (inputs: Record<string, Float32Array>, windows: number) => Promise<void> | void;
+
+const SCORE_BUDGET_BYTES = 64 * 2 ** 20;
+const MAX_TOKENS_PER_CALL = 8192;
+
+/** How many windows of `seq` tokens go through a block per call. */
+export function windowsPerCall(arch: Architecture, seq: number): number {
+  const scoreBytes = arch.spec.numHeads * seq * seq * 4;
+  const byScores = Math.floor(SCORE_BUDGET_BYTES / scoreBytes);
+  const byTokens = Math.floor(Math.max(seq, MAX_TOKENS_PER_CALL) / seq);
+  return Math.max(1, Math.min(byScores, byTokens));
+}
+
+/**
+ * Runs block i over x ([windows·seq, hidden]) and writes the result to `out` (may be x itself).
+ * With `onInputs`, each micro-batch's linear inputs are handed over before the next batch runs.
+ */
+export async function runBlockOver(
+  arch: Architecture,
+  i: number,
+  w: Weights,
+  x: Float32Array,
+  seq: number,
+  out: Float32Array,
+  onInputs?: InputsHook,
+): Promise<void> {
+  const hidden = arch.spec.hiddenSize;
+  const windows = x.length / (seq * hidden);
+  const per = windowsPerCall(arch, seq);
+  for (let start = 0; start < windows; start += per) {
+    const n = Math.min(per, windows - start);
+    const from = start * seq * hidden;
+    const to = from + n * seq * hidden;
+    const r = await arch.runBlock(i, w, x.subarray(from, to), seq, onInputs !== undefined);
+    if (onInputs) await onInputs(r.inputs, n);
+    out.set(r.out, from);
+  }
+}
+
+export interface ForwardHooks {
+  /** Called after block i has run over every window. */
+  onBlock?: (i: number, seconds: number) => void;
+}
+
+/** Hidden states leaving the last block for windows `ids` ([windows·seq]); loads one block at a time. */
+export async function forwardHidden(arch: Architecture, src: TensorSource, ids: Int32Array, seq: number, hooks: ForwardHooks = {}): Promise<Float32Array> {
+  const x = await arch.embed(loadWeights(src, arch.embedTensors()), ids, seq);
+  for (let i = 0; i < arch.spec.numLayers; i++) {
+    const t0 = performance.now();
+    await runBlockOver(arch, i, loadWeights(src, arch.blockTensors(i)), x, seq, x);
+    hooks.onBlock?.(i, (performance.now() - t0) / 1000);
+  }
+  return x;
+}
