@@ -25,12 +25,14 @@ interface NamedSet {
 }
 
 /**
- * WikiText-2 as the papers feed it: the HF dataset's records are the raw file's lines (with their
- * newline; blank lines become empty records) and the evaluation joins them with "\n\n".
+ * WikiText-2 as the papers feed it: the HF dataset's records are the raw file's lines (each with its
+ * "\n"; blank lines are empty records) and the evaluation joins them with "\n\n". The shipped copy has
+ * CRLF line ends and lacks the original's blank lines around headings, so its token count is slightly
+ * below the papers' (see calibration/README.md).
  */
 function readWikitext(path: string, name: string): Corpus {
-  const raw = readUtf8(path);
-  const lines = raw.split(/(?<=\n)/);
+  const raw = readUtf8(path).replace(/\r\n/g, '\n');
+  const lines = raw.split(/(?<=\n)/).filter((l) => l !== '');
   const records = lines.map((l) => (l.trim() === '' ? '' : l));
   return { kind: 'text', name, path, text: records.join('\n\n') };
 }
