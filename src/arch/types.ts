@@ -78,8 +78,12 @@ export interface Architecture {
   headTensors(): string[];
   /** Hidden states entering block 0 for `ids` laid out as windows of `seq` tokens: [ids.length, hidden]. */
   embed(w: Weights, ids: Int32Array, seq: number): Promise<Float32Array>;
-  /** Runs decoder block i on x [tokens, hidden] made of windows of `seq` tokens. */
-  runBlock(i: number, w: Weights, x: Float32Array, seq: number, capture: boolean): Promise<BlockResult>;
+  /**
+   * Runs decoder block i on x [tokens, hidden] made of windows of `seq` tokens. The result's `out` is `out`
+   * when given (it must not overlap x) or else a fresh array; captured `inputs` are scratch buffers that the
+   * next capturing call overwrites (consume them first).
+   */
+  runBlock(i: number, w: Weights, x: Float32Array, seq: number, capture: boolean, out?: Float32Array): Promise<BlockResult>;
   /** Logits [tokens, vocab] from the last hidden states (final norm + LM head). */
   logits(w: Weights, x: Float32Array, seq: number): Promise<Float32Array>;
   /**

@@ -51,8 +51,7 @@ export function tensor(data: Float32Array | Float64Array | BigInt64Array | Int32
 export async function run(s: ort.InferenceSession, feeds: Feeds, into: Fetches = {}, want: string[] = []): Promise<Record<string, ort.Tensor>> {
   const fetches: Record<string, ort.Tensor | null> = { ...into };
   for (const name of want) if (!(name in fetches)) fetches[name] = null;
-  const names = Object.keys(fetches);
-  const out = await s.run(feeds, names.length ? (fetches as ort.InferenceSession.FetchesType) : undefined);
+  const out = Object.keys(fetches).length ? await s.run(feeds, fetches as ort.InferenceSession.FetchesType) : await s.run(feeds);
   return out as Record<string, ort.Tensor>;
 }
 

@@ -46,9 +46,11 @@ export async function runBlockOver(
     const n = Math.min(per, windows - start);
     const from = start * seq * hidden;
     const to = from + n * seq * hidden;
-    const r = await arch.runBlock(i, w, x.subarray(from, to), seq, onInputs !== undefined);
+    // Writing straight into `out` is allowed only when it does not alias the input.
+    const target = out === x ? undefined : out.subarray(from, to);
+    const r = await arch.runBlock(i, w, x.subarray(from, to), seq, onInputs !== undefined, target);
     if (onInputs) await onInputs(r.inputs, n);
-    out.set(r.out, from);
+    if (!target) out.set(r.out, from);
   }
 }
 

@@ -55,8 +55,9 @@ export class SafetensorsReader {
   readonly fileSize: number;
   /** Absolute offset of the data buffer (8 + header length). */
   readonly dataStart: number;
+  /** Tensor infos by name, in name order. */
+  readonly tensors: ReadonlyMap<string, TensorInfo>;
   private fd: number;
-  private readonly byName: Map<string, TensorInfo>;
 
   private constructor(path: string, fd: number, fileSize: number, dataStart: number, metadata: Record<string, string>, infos: TensorInfo[]) {
     this.path = path;
@@ -64,7 +65,8 @@ export class SafetensorsReader {
     this.fileSize = fileSize;
     this.dataStart = dataStart;
     this.metadata = metadata;
-    this.byName = new Map(infos.map((t) => [t.name, t]));
+    const sorted = [...infos].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    this.tensors = new Map(sorted.map((t) => [t.name, t]));
   }
 
   /** Open and validate `path`; throws a ShearsError naming the file and the problem. */
@@ -88,20 +90,15 @@ export class SafetensorsReader {
 
   /** Tensor names, sorted. */
   tensorNames(): string[] {
-    return [...this.byName.keys()].sort();
-  }
-
-  /** All tensor infos, sorted by name. */
-  tensors(): TensorInfo[] {
-    return this.tensorNames().map((n) => this.byName.get(n)!);
+    return [...this.tensors.keys()];
   }
 
   has(name: string): boolean {
-    return this.byName.has(name);
+    return this.tensors.has(name);
   }
 
   info(name: string): TensorInfo {
-    const t = this.byName.get(name);
+    const t = this.tensors.get(name);
     if (!t) throw fileError(this.path, `no tensor named "${name}"`);
     return t;
   }
@@ -232,7 +229,7 @@ function parseEntry(
   const numel = numelOf(shape as number[]);
   const need = numel * dtypeSize(dtype);
   if (end - begin !== need) {
-    throw bad(`${t} data_offsets [${begin}, ${end}] give ${end - begin} bytes but ${dtype} ${JSON.stringify(shape)} needs ${need}`);
+    throw bad(`${t} data_offsets [${begin}, ${end}] give ${end - begin} bytes but ${dtype} [${(shape as number[]).join(', ')}] needs ${need}`);
   }
   return { name, dtype, shape: shape as number[], numel, byteLength: need, start: dataStart + begin, end: dataStart + end, file: path };
 }

@@ -1,0 +1,214 @@
+/**
+ * Graph building blocks shared by the family adapters. Every function adds nodes to a GraphBuilder and
+ * returns the name of its result; shapes are in the doc comments, T = tokens = B*S (B windows of S tokens).
+ *
+ * Conventions: activations are float32; 2-D activations are [T, width] so that linear layers are one Gemm;
+ * attention reshapes to [B, S, heads, headDim] with S taken from the causal mask input at run time, so one
+ * session serves every window length and batch size.
+ */
+import { ShearsError } from '../errors.js';
+import type { GraphBuilder } from '../engine/graph.js';
+
+/**
+ * y = x·Wᵀ + b for nn.Linear (W stored [out, in]) or y = x·W + b for GPT-2's Conv1D (W stored [in, out],
+ * `transposed` = true). x [T, in] → y [T, out]. One Gemm: MLAS reads Wᵀ without a copy.
+ */
+export function linear(g: GraphBuilder, x: string, weight: string, bias?: string, transposed = false): string {
+  const inputs = bias ? [x, weight, bias] : [x, weight];
+  return g.op('Gemm', inputs, transposed ? {} : { transB: 1 });
+}
+
+/** LayerNorm over the last axis (biased variance, like torch): x [..., n], gain/bias [n] → [..., n]. */
+export function layerNorm(g: GraphBuilder, x: string, gain: string, bias: string | undefined, eps: number): string {
+  return g.op('LayerNormalization', bias ? [x, gain, bias] : [x, gain], { axis: -1, epsilon: { float: eps } });
+}
+
+/**
+ * RMSNorm over the last axis as HF computes it in float32: x / sqrt(mean(x²) + eps) · gain.
+ * x [..., n], gain [n] → [..., n]. Written as Pow → ReduceMean → Add → Sqrt → Div → Mul, the pattern
+ * onnxruntime fuses into one SimplifiedLayerNormalization kernel.
+ */
+export function rmsNorm(g: GraphBuilder, x: string, gain: string, eps: number): string {
+  const sq = g.op('Pow', [x, g.scalar(2)]);
+  const mean = g.op('ReduceMean', [sq], { axes: [-1], keepdims: 1 });
+  const std = g.op('Sqrt', [g.op('Add', [mean, g.scalar(eps)])]);
+  return g.op('Mul', [g.op('Div', [x, std]), gain]);
+}
+
+/** The activation functions of HF's ACT2FN that shears can build. */
+export const ACTIVATIONS = ['relu', 'silu', 'swish', 'gelu', 'gelu_python', 'gelu_new', 'gelu_pytorch_tanh', 'gelu_fast', 'quick_gelu'] as const;
+export type Activation = (typeof ACTIVATIONS)[number];
+
+export function isActivation(name: unknown): name is Activation {
+  return typeof name === 'string' && (ACTIVATIONS as readonly string[]).includes(name);
+}
+
+/**
+ * Elementwise activation, any shape.
+ * - gelu / gelu_python: exact 0.5·x·(1 + erf(x/√2))
+ * - gelu_new / gelu_pytorch_tanh: tanh form 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))
+ * - gelu_fast: the same tanh form, written x·√(2/π)·(1 + 0.044715·x²) inside the tanh (HF FastGELU)
+ * - quick_gelu: x·sigmoid(1.702·x); silu / swish: x·sigmoid(x); relu.
+ */
+export function activation(g: GraphBuilder, x: string, name: Activation): string {
+  switch (name) {
+    case 'relu':
+      return g.op('Relu', [x]);
+    case 'silu':
+    case 'swish':
+      return g.op('Mul', [x, g.op('Sigmoid', [x])]);
+    case 'quick_gelu':
+      return g.op('Mul', [x, g.op('Sigmoid', [g.op('Mul', [x, g.scalar(1.702)])])]);
+    case 'gelu':
+    case 'gelu_python': {
+      const erf = g.op('Erf', [g.op('Div', [x, g.scalar(Math.SQRT2)])]);
+      return g.op('Mul', [g.op('Mul', [x, g.scalar(0.5)]), g.op('Add', [erf, g.scalar(1)])]);
+    }
+    case 'gelu_new':
+    case 'gelu_pytorch_tanh': {
+      const cube = g.op('Mul', [g.op('Pow', [x, g.scalar(3)]), g.scalar(0.044715)]);
+      const inner = g.op('Mul', [g.op('Add', [x, cube]), g.scalar(Math.sqrt(2 / Math.PI))]);
+      return g.op('Mul', [g.op('Mul', [x, g.scalar(0.5)]), g.op('Add', [g.op('Tanh', [inner]), g.scalar(1)])]);
+    }
+    case 'gelu_fast': {
+      const sq = g.op('Mul', [g.op('Mul', [x, x]), g.scalar(0.044715)]);
+      const inner = g.op('Mul', [g.op('Mul', [x, g.scalar(0.7978845608)]), g.op('Add', [sq, g.scalar(1)])]);
+      return g.op('Mul', [g.op('Mul', [x, g.scalar(0.5)]), g.op('Add', [g.op('Tanh', [inner]), g.scalar(1)])]);
+    }
+  }
+}
+
+/** Graph inputs that attention needs; declare once per graph with `attentionInputs`. */
+export interface AttentionInputs {
+  /** float32 [S, S] additive causal mask (0 where allowed, -inf elsewhere); feed `causalMask(S)`. */
+  mask: string;
+  /** int64 [1] = S, read from the mask's shape (for reshapes). */
+  seq: string;
+  /** float32 [S, rotaryDim] (HF layout: the half-table repeated twice); feed `ropeTables(...)`. Absent without RoPE. */
+  cos?: string;
+  sin?: string;
+}
+
+/** Declares the inputs `mask` [S,S] and, when rotaryDim is given, `cos`/`sin` [S, rotaryDim]. */
+export function attentionInputs(g: GraphBuilder, rotaryDim?: number): AttentionInputs {
+  const mask = g.input('mask', 'float32', ['seq', 'seq']);
+  const seq = g.op('Shape', [mask], { start: 0, end: 1 });
+  if (rotaryDim === undefined) return { mask, seq };
+  return {
+    mask,
+    seq,
+    cos: g.input('cos', 'float32', ['seq', rotaryDim]),
+    sin: g.input('sin', 'float32', ['seq', rotaryDim]),
+  };
+}
+
+/** [T, heads*headDim] → [B, S, heads, headDim] (B = T/S, worked out by Reshape). */
+export function splitHeads(g: GraphBuilder, x: string, seq: string, heads: number, headDim: number): string {
+  const shape = g.op('Concat', [g.ints([-1]), seq, g.ints([heads, headDim])], { axis: 0 });
+  return g.op('Reshape', [x, shape]);
+}
+
+/**
+ * HF rotary embedding (rotate_half): on the first `rotaryDim` dims of each head,
+ * y = x·cos + rotate_half(x)·sin with rotate_half([x1, x2]) = [-x2, x1] (halves of the rotary part);
+ * dims rotaryDim..headDim pass through (GPT-NeoX partial rotary). x [B, S, H, headDim], cos/sin [S, rotaryDim].
+ */
+export function rotary(g: GraphBuilder, x: string, cos: string, sin: string, headDim: number, rotaryDim: number): string {
+  if (rotaryDim % 2 !== 0 || rotaryDim <= 0 || rotaryDim > headDim) {
+    throw new ShearsError(`rotary dimension ${rotaryDim} must be even and within the head dimension ${headDim}`);
+  }
+  const c = g.op('Unsqueeze', [cos, g.ints([1])]); // [S, 1, R] broadcasts over B and heads
+  const s = g.op('Unsqueeze', [sin, g.ints([1])]);
+  let rot = x;
+  let pass: string | undefined;
+  if (rotaryDim < headDim) [rot, pass] = g.opN('Split', [x, g.ints([rotaryDim, headDim - rotaryDim])], 2, { axis: -1 });
+  const half = rotaryDim / 2;
+  const [x1, x2] = g.opN('Split', [rot, g.ints([half, half])], 2, { axis: -1 });
+  const rotated = g.op('Concat', [g.op('Neg', [x2]), x1], { axis: -1 });
+  const y = g.op('Add', [g.op('Mul', [rot, c]), g.op('Mul', [rotated, s])]);
+  return pass ? g.op('Concat', [y, pass], { axis: -1 }) : y;
+}
+
+export interface AttentionShape {
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  /** Score scale; default 1/sqrt(headDim). Applied to q before q·kᵀ (cheaper than scaling the scores). */
+  scale?: number;
+}
+
+/**
+ * Causal softmax attention with grouped K/V: query head h reads kv head floor(h / (numHeads/numKvHeads)),
+ * like HF repeat_kv, without materialising repeated K/V (q is viewed as [B, KV, rep, S, D]).
+ * q [B, S, H, D], k/v [B, S, KV, D], mask [S, S] additive → [T, H*D] (heads concatenated, HF order).
+ * Memory: the scores are B·H·S² float32 — size batches of windows with that in mind.
+ */
+export function causalAttention(g: GraphBuilder, q: string, k: string, v: string, mask: string, a: AttentionShape): string {
+  const { numHeads: H, numKvHeads: KV, headDim: D } = a;
+  if (H % KV !== 0) throw new ShearsError(`attention: ${H} query heads are not a multiple of ${KV} key/value heads`);
+  const rep = H / KV;
+  const scale = a.scale ?? 1 / Math.sqrt(D);
+  const qs = g.op('Mul', [q, g.scalar(scale)]);
+  const q5 = g.op('Transpose', [g.op('Reshape', [qs, g.ints([0, 0, KV, rep, D])])], { perm: [0, 2, 3, 1, 4] }); // [B,KV,rep,S,D]
+  const kT = g.op('Unsqueeze', [g.op('Transpose', [k], { perm: [0, 2, 3, 1] }), g.ints([2])]); // [B,KV,1,D,S]
+  const v5 = g.op('Unsqueeze', [g.op('Transpose', [v], { perm: [0, 2, 1, 3] }), g.ints([2])]); // [B,KV,1,S,D]
+  const scores = g.op('Add', [g.op('MatMul', [q5, kT]), mask]); // [B,KV,rep,S,S]
+  const probs = g.op('Softmax', [scores], { axis: -1 });
+  const ctx = g.op('Transpose', [g.op('MatMul', [probs, v5])], { perm: [0, 3, 1, 2, 4] }); // [B,S,KV,rep,D]
+  return g.op('Reshape', [ctx, g.ints([-1, H * D])]);
+}
+
+// ---- Feeds for the inputs declared by attentionInputs (computed in JS, cached per shape) ----
+
+const masks = new Map<string, Float32Array>();
+const ropes = new Map<string, { cos: Float32Array; sin: Float32Array }>();
+
+/**
+ * Additive causal mask [S, S]: 0 where key j may be seen by query i (j ≤ i, and i - j < slidingWindow
+ * when a window is given, HF's sliding-window rule), -Infinity elsewhere. Cached; do not modify.
+ */
+export function causalMask(seq: number, slidingWindow?: number): Float32Array {
+  const w = slidingWindow !== undefined && slidingWindow < seq ? slidingWindow : seq;
+  const key = `${seq}:${w}`;
+  let m = masks.get(key);
+  if (!m) {
+    m = new Float32Array(seq * seq).fill(-Infinity);
+    for (let i = 0; i < seq; i++) for (let j = Math.max(0, i - w + 1); j <= i; j++) m[i * seq + j] = 0;
+    masks.set(key, m);
+  }
+  return m;
+}
+
+/**
+ * RoPE tables cos/sin [S, rotaryDim] for positions 0..S-1, HF "default" rope: the half-table
+ * angle[p][i] = p · theta^(-2i/rotaryDim), i < rotaryDim/2, repeated twice along the row.
+ * The inverse frequencies and angles are rounded to float32 step by step exactly as HF computes them
+ * (in float32, no autocast), since at position ~2000 the float32 angle already differs from the exact one
+ * by ~1e-4 rad and the model was trained with HF's; cos/sin of that angle are then taken in float64.
+ * Cached; do not modify.
+ */
+export function ropeTables(seq: number, rotaryDim: number, theta: number): { cos: Float32Array; sin: Float32Array } {
+  const key = `${seq}:${rotaryDim}:${theta}`;
+  let t = ropes.get(key);
+  if (!t) {
+    const half = rotaryDim / 2;
+    const f = Math.fround;
+    const invFreq = Array.from({ length: half }, (_, i) => f(1 / f(Math.pow(theta, f((2 * i) / rotaryDim)))));
+    const cos = new Float32Array(seq * rotaryDim);
+    const sin = new Float32Array(seq * rotaryDim);
+    for (let p = 0; p < seq; p++) {
+      for (let i = 0; i < half; i++) {
+        const angle = f(p * invFreq[i]);
+        const c = Math.cos(angle);
+        const s = Math.sin(angle);
+        cos[p * rotaryDim + i] = c;
+        cos[p * rotaryDim + half + i] = c;
+        sin[p * rotaryDim + i] = s;
+        sin[p * rotaryDim + half + i] = s;
+      }
+    }
+    t = { cos, sin };
+    ropes.set(key, t);
+  }
+  return t;
+}

@@ -1,0 +1,128 @@
+/**
+ * A HuggingFace checkpoint folder (config.json + safetensors weights), opened from a local path or a Hub
+ * id. Only headers are read on open; tensors are read one at a time on request.
+ *
+ * Which weight files: `model.safetensors` if present (as transformers prefers it), else the shards named by
+ * `model.safetensors.index.json`, else every `*.safetensors` in the folder.
+ */
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileError, ShearsError } from '../errors.js';
+import type { DType, TypedTensor } from './dtype.js';
+import { looksLikeHubId, resolveHubModel } from './hub.js';
+import { INDEX_FILE_NAME, SINGLE_FILE_NAME } from './safetensors/index-file.js';
+import type { TensorInfo } from './safetensors/reader.js';
+import { TensorSet } from './safetensors/tensor-set.js';
+
+export interface CheckpointOpenOptions {
+  /** Hub revision (branch, tag or commit); ignored for local folders. */
+  revision?: string;
+  /** The shears command being run, used in the hint of Hub errors. */
+  command?: string;
+}
+
+export class Checkpoint {
+  /** The folder holding config.json and the weights (for a Hub id: the cache snapshot folder). */
+  readonly dir: string;
+  /** config.json as parsed, untouched. */
+  readonly config: Record<string, unknown>;
+  /** Paths of the safetensors weight files. */
+  readonly files: string[];
+  /** Total size of the weight files in bytes. */
+  readonly fileBytes: number;
+  private readonly tensors: TensorSet;
+
+  private constructor(dir: string, config: Record<string, unknown>, tensors: TensorSet) {
+    this.dir = dir;
+    this.config = config;
+    this.tensors = tensors;
+    this.files = tensors.files;
+    this.fileBytes = tensors.fileBytes;
+  }
+
+  /** Open a local folder, or download / reuse from the HF cache a Hub model `owner/name`. */
+  static async open(modelRef: string, opts: CheckpointOpenOptions = {}): Promise<Checkpoint> {
+    let dir = modelRef;
+    if (!existsSync(modelRef)) {
+      if (!looksLikeHubId(modelRef)) {
+        throw fileError(modelRef, 'no such folder (and not a HuggingFace Hub id of the form owner/name)');
+      }
+      dir = await resolveHubModel(modelRef, opts);
+    } else if (!statSync(modelRef).isDirectory()) {
+      throw fileError(modelRef, 'is a file; pass the model folder (with config.json and the safetensors weights)');
+    }
+    return Checkpoint.openFolder(dir);
+  }
+
+  /** Open a local checkpoint folder (sync: only headers are read). */
+  static openFolder(dir: string): Checkpoint {
+    const config = readConfig(dir);
+    return new Checkpoint(dir, config, openWeights(dir));
+  }
+
+  /** Tensor names, sorted. */
+  tensorNames(): string[] {
+    return this.tensors.tensorNames();
+  }
+
+  has(name: string): boolean {
+    return this.tensors.has(name);
+  }
+
+  /** Where and what a tensor is: dtype, shape, numel, byteLength, file and absolute offsets. */
+  info(name: string): TensorInfo {
+    return this.tensors.info(name);
+  }
+
+  /** Distinct dtypes of the weights, sorted. */
+  dtypes(): DType[] {
+    return this.tensors.dtypes();
+  }
+
+  readFloat32(name: string): Float32Array {
+    return this.tensors.readFloat32(name);
+  }
+
+  readTyped(name: string): TypedTensor {
+    return this.tensors.readTyped(name);
+  }
+
+  readBytes(name: string): Uint8Array {
+    return this.tensors.readBytes(name);
+  }
+
+  close(): void {
+    this.tensors.close();
+  }
+}
+
+function readConfig(dir: string): Record<string, unknown> {
+  const path = join(dir, 'config.json');
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw fileError(path, code === 'ENOENT' ? 'missing (a HuggingFace model folder needs config.json)' : `cannot read (${code ?? String(e)})`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw fileError(path, `not valid JSON (${(e as Error).message})`);
+  }
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw fileError(path, 'not a JSON object');
+  return json as Record<string, unknown>;
+}
+
+function openWeights(dir: string): TensorSet {
+  if (existsSync(join(dir, SINGLE_FILE_NAME))) return TensorSet.fromFiles([join(dir, SINGLE_FILE_NAME)]);
+  if (existsSync(join(dir, INDEX_FILE_NAME))) return TensorSet.fromIndex(join(dir, INDEX_FILE_NAME));
+  const names = readdirSync(dir).filter((f) => f.endsWith('.safetensors') && !f.startsWith('.')).sort();
+  if (names.length > 0) return TensorSet.fromFiles(names.map((f) => join(dir, f)));
+  const other = readdirSync(dir).filter((f) => /\.(bin|pt|pth|gguf|h5|msgpack)$/.test(f));
+  throw new ShearsError(
+    `${dir}: no safetensors weights (no ${SINGLE_FILE_NAME}, ${INDEX_FILE_NAME} or *.safetensors)` +
+      (other.length ? `; found ${other.slice(0, 2).join(', ')} — convert to safetensors first` : ''),
+  );
+}

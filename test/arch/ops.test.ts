@@ -1,0 +1,138 @@
+/**
+ * The graph building blocks on their own, against float64 formulas: every activation (the erf and tanh
+ * GELU forms told apart, which the fixture tolerance cannot do), partial rotary, RMSNorm over heads,
+ * and the mask / RoPE tables fed to attention.
+ */
+import { describe, expect, it } from 'vitest';
+import { ACTIVATIONS, activation, attentionInputs, causalMask, rmsNorm, rotary, ropeTables, splitHeads } from '../../src/arch/ops.js';
+import { GraphBuilder } from '../../src/engine/graph.js';
+import { run, session, tensor } from '../../src/engine/session.js';
+import { act, erf, normal, rng } from './reference.js';
+
+/** x on [-8, 8] with the region around -2.7 (largest erf/tanh gap) sampled densely. */
+const XS = Float32Array.from([...Array.from({ length: 1601 }, (_, i) => -8 + i / 100), ...Array.from({ length: 200 }, (_, i) => -3 + i / 200)]);
+
+async function runActivation(name: (typeof ACTIVATIONS)[number]): Promise<Float32Array> {
+  const out = await session(`test-act-${name}`, () => {
+    const g = new GraphBuilder('act');
+    const x = g.input('x', 'float32', ['n']);
+    g.output(activation(g, x, name), 'float32', ['n'], 'y');
+    return g.toBytes();
+  }).then((s) => run(s, { x: tensor(XS, [XS.length]) }, {}, ['y']));
+  return out.y.data as Float32Array;
+}
+
+function maxAbsDiff(got: Float32Array, f: (x: number) => number): number {
+  let m = 0;
+  for (let i = 0; i < XS.length; i++) m = Math.max(m, Math.abs(got[i] - f(XS[i])));
+  return m;
+}
+
+describe('activations', () => {
+  it('the float64 erf used as reference is accurate', () => {
+    // Published values (Abramowitz & Stegun table 7.1 / any erf table).
+    expect(erf(0.5)).toBeCloseTo(0.5204998778130465, 15);
+    expect(erf(1)).toBeCloseTo(0.8427007929497149, 15);
+    expect(erf(2)).toBeCloseTo(0.9953222650189527, 15);
+    expect(erf(3.5)).toBeCloseTo(0.9999992569016276, 15);
+    expect(erf(-1)).toBeCloseTo(-0.8427007929497149, 15);
+  });
+
+  it.each(ACTIVATIONS)('%s matches its float64 formula to float32 rounding', async (name) => {
+    const got = await runActivation(name);
+    expect(maxAbsDiff(got, (x) => act(name, x))).toBeLessThanOrEqual(4e-6);
+  });
+
+  it('erf GELU and tanh GELU are told apart: each is far (> 1e-4) from the other form', async () => {
+    const exact = (x: number) => 0.5 * x * (1 + erf(x / Math.SQRT2));
+    const tanh = (x: number) => 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x ** 3)));
+    const gelu = await runActivation('gelu');
+    const geluNew = await runActivation('gelu_new');
+    const geluTorchTanh = await runActivation('gelu_pytorch_tanh');
+    expect(maxAbsDiff(gelu, exact)).toBeLessThanOrEqual(1e-6);
+    expect(maxAbsDiff(geluNew, tanh)).toBeLessThanOrEqual(1e-6);
+    expect(maxAbsDiff(geluTorchTanh, tanh)).toBeLessThanOrEqual(1e-6);
+    // The largest gap between the forms is ~4.7e-4 near x = -2.7 (fixtures README).
+    expect(maxAbsDiff(gelu, tanh)).toBeGreaterThan(4e-4);
+    expect(maxAbsDiff(geluNew, exact)).toBeGreaterThan(4e-4);
+  });
+});
+
+describe('rotary and per-head RMSNorm', () => {
+  it('rotates only the first rotaryDim dims of each head (rotate_half) and passes the rest through', async () => {
+    const B = 2, S = 5, Hh = 3, D = 10, R = 4, theta = 10000;
+    const rand = rng(21);
+    const x = normal(rand, B * S * Hh * D, 0, 1);
+    const s = await session('test-rotary-partial', () => {
+      const g = new GraphBuilder('rot');
+      const xi = g.input('x', 'float32', ['t', Hh * D]);
+      const att = attentionInputs(g, R);
+      g.output(rotary(g, splitHeads(g, xi, att.seq, Hh, D), att.cos!, att.sin!, D, R), 'float32', undefined, 'y');
+      return g.toBytes();
+    });
+    const t = ropeTables(S, R, theta);
+    const out = await run(s, { x: tensor(x, [B * S, Hh * D]), mask: tensor(causalMask(S), [S, S]), cos: tensor(t.cos, [S, R]), sin: tensor(t.sin, [S, R]) }, {}, ['y']);
+    expect(out.y.dims).toEqual([B, S, Hh, D]);
+    const y = out.y.data as Float32Array;
+    let err = 0;
+    for (let b = 0; b < B; b++)
+      for (let p = 0; p < S; p++)
+        for (let h = 0; h < Hh; h++) {
+          const o = ((b * S + p) * Hh + h) * D;
+          for (let i = 0; i < R / 2; i++) {
+            const a = p * Math.pow(theta, (-2 * i) / R);
+            const x1 = x[o + i], x2 = x[o + R / 2 + i];
+            err = Math.max(err, Math.abs(y[o + i] - (x1 * Math.cos(a) - x2 * Math.sin(a))));
+            err = Math.max(err, Math.abs(y[o + R / 2 + i] - (x2 * Math.cos(a) + x1 * Math.sin(a))));
+          }
+          for (let i = R; i < D; i++) expect(y[o + i]).toBe(x[o + i]);
+        }
+    expect(err).toBeLessThanOrEqual(2e-6);
+  });
+
+  it('rmsNorm normalises the last axis of a [B, S, H, D] tensor with a [D] gain', async () => {
+    const rows = 12, D = 8, eps = 1e-6;
+    const rand = rng(22);
+    const x = normal(rand, rows * D, 0, 3);
+    const gain = normal(rand, D, 1, 0.2);
+    const s = await session('test-rms-4d', () => {
+      const g = new GraphBuilder('rms');
+      const xi = g.input('x', 'float32', [2, 3, 2, D]);
+      g.output(rmsNorm(g, xi, g.input('g', 'float32', [D]), eps), 'float32', undefined, 'y');
+      return g.toBytes();
+    });
+    const y = (await run(s, { x: tensor(x, [2, 3, 2, D]), g: tensor(gain, [D]) }, {}, ['y'])).y.data as Float32Array;
+    for (let r = 0; r < rows; r++) {
+      let ss = 0;
+      for (let i = 0; i < D; i++) ss += x[r * D + i] ** 2;
+      const inv = 1 / Math.sqrt(ss / D + eps);
+      for (let i = 0; i < D; i++) expect(Math.abs(y[r * D + i] - x[r * D + i] * inv * gain[i])).toBeLessThanOrEqual(2e-6);
+    }
+  });
+});
+
+describe('attention feeds', () => {
+  it('causalMask: 0 on and below the diagonal within the window, -inf elsewhere', () => {
+    const m = causalMask(4);
+    expect(Array.from(m)).toEqual([0, -Infinity, -Infinity, -Infinity, 0, 0, -Infinity, -Infinity, 0, 0, 0, -Infinity, 0, 0, 0, 0]);
+    const w = causalMask(4, 2); // HF: key j visible to query i iff i - j < 2
+    expect(Array.from(w)).toEqual([0, -Infinity, -Infinity, -Infinity, 0, 0, -Infinity, -Infinity, -Infinity, 0, 0, -Infinity, -Infinity, -Infinity, 0, 0]);
+    expect(causalMask(4, 9)).toBe(causalMask(4));
+  });
+
+  it('ropeTables: cos/sin of p·theta^(-2i/R), halves repeated, within float32 angle rounding', () => {
+    const S = 64, R = 16, theta = 10000;
+    const { cos, sin } = ropeTables(S, R, theta);
+    let err = 0;
+    for (let p = 0; p < S; p++)
+      for (let i = 0; i < R / 2; i++) {
+        const a = p * Math.pow(theta, (-2 * i) / R);
+        expect(cos[p * R + i]).toBe(cos[p * R + R / 2 + i]);
+        expect(sin[p * R + i]).toBe(sin[p * R + R / 2 + i]);
+        err = Math.max(err, Math.abs(cos[p * R + i] - Math.cos(a)), Math.abs(sin[p * R + i] - Math.sin(a)));
+      }
+    // Angles up to 63 rad carry float32 rounding of ~63·2^-24 ≈ 4e-6 (HF computes them in float32 too).
+    expect(err).toBeLessThanOrEqual(1e-5);
+    expect(err).toBeGreaterThan(0);
+  });
+});
