@@ -1,0 +1,203 @@
+/**
+ * SparseGPT (Frantar & Alistarh 2023; reference sparsegpt.py, SparseGPT.fasterprune): prune column by
+ * column, pushing each column's error onto the columns not yet visited through the upper Cholesky
+ * factor U of H⁻¹, with H = (2/N) Σ XᵀX the layer-input Gram matrix (stats.ts).
+ *
+ * Steps, as in the reference:
+ *  1. dead inputs (H_jj == 0): H_jj = 1 and W[:, j] = 0;
+ *  2. H += damp · mean(diag H) · I; U = chol(H⁻¹) upper.
+ *     Deliberate difference: the reference has no retry. When the Cholesky fails we retry with the
+ *     damping 10× larger, up to 3 times (0.01 after a failed damp of 0), and report it;
+ *  3. columns in blocks of `blocksize`; the mask of an unstructured block is chosen jointly over all
+ *     its rows on w²/d² (d = diag of U's block): threshold = sorted scores [int(numel_block · p)],
+ *     pruned where score <= threshold (ties prune more, as in the reference). For N:M, at each block
+ *     column i with i % M == 0, each row prunes the N smallest w²/d² of columns i..i+M-1 of the
+ *     current (already updated) weights (nm.ts: ties by index; a tail group loses min(N, width));
+ *  4. column i: q = w with pruned rows set to 0, err = (w − q)/d, later block columns
+ *     W1[:, j] −= err · U[i, j]; loss += (w − q)²/d² / 2;
+ *  5. after the block, the lazy batch update W[:, i2:] −= Err1 · U[i1:i2, i2:] (the heavy product,
+ *     through the engine's gemm).
+ *
+ * Precision: the reference runs everything in float32. We keep U in float64 (linalg returns it so),
+ * and the in-block working copy, errors and losses in float64: they cost rows·blocksize doubles and
+ * remove rounding from the sequential rank-1 updates. The weights between blocks stay float32, and
+ * the lazy batch update runs in float32 through the engine, like the reference.
+ *
+ * Layout: the weight is worked on transposed, [cols, rows], so that W[:, i2:] is one contiguous slice
+ * that the gemm updates in place, and each in-block column is contiguous for the rank-1 loops.
+ */
+import { ShearsError, usageError } from '../errors.js';
+import { choleskyInverseUpper, gemmAccumulate, NotPositiveDefiniteError } from '../engine/linalg.js';
+import { type PruneResult, type SparsitySpec, type Weight, checkSpec, checkWeight, countZeros, tailNote } from './spec.js';
+import { kthSmallest } from './select.js';
+import { markLowestInGroup } from './nm.js';
+
+export interface SparseGPTOptions {
+  /** Columns per block (reference default 128); a multiple of M for N:M patterns. */
+  blocksize?: number;
+  /** Relative damping: this fraction of mean(diag H) is added to the diagonal (reference 0.01). */
+  damp?: number;
+}
+
+export const DEFAULT_BLOCKSIZE = 128;
+export const DEFAULT_DAMP = 0.01;
+/** Cholesky retries with 10× the damping each, after the first attempt fails. */
+export const MAX_DAMP_RETRIES = 3;
+
+export async function sparsegptPrune(w: Weight, h: Float32Array | Float64Array, spec: SparsitySpec, opts: SparseGPTOptions = {}): Promise<PruneResult> {
+  checkWeight(w);
+  checkSpec(spec);
+  const { rows, cols: n } = w;
+  const blocksize = opts.blocksize ?? DEFAULT_BLOCKSIZE;
+  const percdamp = opts.damp ?? DEFAULT_DAMP;
+  if (!(Number.isSafeInteger(blocksize) && blocksize > 0)) throw usageError(`--blocksize must be a positive integer (got ${blocksize})`);
+  if (!(Number.isFinite(percdamp) && percdamp >= 0)) throw usageError(`--damp must be a non-negative number (got ${percdamp})`);
+  if (spec.kind === 'nm' && blocksize % spec.m !== 0) {
+    // Groups must not straddle blocks: the reference only starts a group at i % M == 0 inside a block.
+    throw usageError(`--blocksize ${blocksize} must be a multiple of M = ${spec.m} for the ${spec.n}:${spec.m} pattern`);
+  }
+  if (h.length !== n * n) throw new RangeError(`SparseGPT Hessian has ${h.length} values, not ${n}x${n}`);
+  const notes: string[] = [];
+  const total = rows * n;
+  if (total === 0) return { pruned: 0, total, loss: 0, damp: percdamp, retries: 0 };
+
+  const dead = new Uint8Array(n);
+  let deadCount = 0;
+  let diagSum = 0;
+  for (let j = 0; j < n; j++) {
+    const v = h[j * n + j];
+    if (v === 0) {
+      dead[j] = 1;
+      deadCount++;
+    }
+    diagSum += v === 0 ? 1 : v;
+  }
+  if (deadCount) notes.push(`${deadCount} input column(s) never active in calibration: their weights are zeroed`);
+
+  const { u, damp, retries } = await dampedInverseFactor(h, n, dead, percdamp, diagSum / n);
+  if (retries) notes.push(`Cholesky failed; succeeded after ${retries} retr${retries === 1 ? 'y' : 'ies'} with damp ${damp}`);
+
+  // Transposed working copy, dead columns zeroed.
+  const wt = new Float32Array(total);
+  for (let r = 0; r < rows; r++) {
+    const o = r * n;
+    for (let c = 0; c < n; c++) wt[c * rows + r] = dead[c] ? 0 : w.data[o + c];
+  }
+
+  let loss = 0;
+  for (let i1 = 0; i1 < n; i1 += blocksize) {
+    const i2 = Math.min(i1 + blocksize, n);
+    const block = pruneBlock(wt, rows, n, u, i1, i2, spec);
+    loss += block.loss;
+    if (i2 < n) await lazyBatchUpdate(wt, rows, n, u, i1, i2, block.err);
+  }
+
+  for (let r = 0; r < rows; r++) {
+    const o = r * n;
+    for (let c = 0; c < n; c++) w.data[o + c] = wt[c * rows + r];
+  }
+  notes.push(...tailNote(n, spec));
+  return { pruned: countZeros(w.data), total, loss, damp, retries, ...(notes.length ? { notes } : {}) };
+}
+
+/** U = chol(H⁻¹) upper, raising the damping 10× after each failed attempt. */
+async function dampedInverseFactor(h: Float32Array | Float64Array, n: number, dead: Uint8Array, percdamp: number, meanDiag: number): Promise<{ u: Float64Array; damp: number; retries: number }> {
+  let damp = percdamp;
+  for (let retries = 0; ; retries++) {
+    // A fresh float64 copy per attempt: the caller's H is shared by the layers reading the same input.
+    const hd = Float64Array.from(h);
+    const add = damp * meanDiag;
+    for (let j = 0; j < n; j++) hd[j * n + j] = (dead[j] ? 1 : hd[j * n + j]) + add;
+    try {
+      // The factor overwrites the copy (`out`): one n² float64 array instead of two.
+      return { u: await choleskyInverseUpper(hd, n, { out: hd }), damp, retries };
+    } catch (e) {
+      if (!(e instanceof NotPositiveDefiniteError)) throw e;
+      if (retries === MAX_DAMP_RETRIES) {
+        throw new ShearsError(`SparseGPT: the ${n}x${n} Hessian is not positive definite even with damp ${damp} (${retries} retries); more calibration data or a larger --damp may help`);
+      }
+      // toPrecision: report 1, not 1.0000000000000002, after 0.01 → 0.1 → 1.
+      damp = damp > 0 ? +(damp * 10).toPrecision(12) : DEFAULT_DAMP;
+    }
+  }
+}
+
+/**
+ * Prunes columns i1..i2 of the transposed weight `wt` in place (final values). Returns the block's
+ * share of the reported loss and its errors Err1 in float32, [count, rows] (transposed like `wt`).
+ */
+function pruneBlock(wt: Float32Array, rows: number, n: number, u: Float64Array, i1: number, i2: number, spec: SparsitySpec): { loss: number; err: Float32Array } {
+  const count = i2 - i1;
+  const w1 = new Float64Array(count * rows);
+  for (let k = 0; k < w1.length; k++) w1[k] = wt[i1 * rows + k];
+  const d = new Float64Array(count);
+  for (let k = 0; k < count; k++) d[k] = u[(i1 + k) * n + i1 + k];
+  const mask = new Uint8Array(count * rows);
+
+  if (spec.kind === 'unstructured') {
+    const scores = new Float64Array(count * rows);
+    for (let k = 0; k < count; k++) {
+      const d2 = d[k] * d[k];
+      for (let r = 0; r < rows; r++) {
+        const v = w1[k * rows + r];
+        scores[k * rows + r] = (v * v) / d2;
+      }
+    }
+    const scratch = scores.map((v) => (v !== v ? Infinity : v));
+    const thresh = kthSmallest(scratch, Math.min(Math.floor(scores.length * spec.sparsity), scores.length - 1));
+    for (let k = 0; k < scores.length; k++) if (scores[k] <= thresh) mask[k] = 1;
+  }
+
+  const err = new Float32Array(count * rows);
+  const e = new Float64Array(rows);
+  const group = new Float64Array(spec.kind === 'nm' ? spec.m : 0);
+  const chosen = new Uint8Array(group.length);
+  let loss = 0;
+  for (let i = 0; i < count; i++) {
+    if (spec.kind === 'nm' && i % spec.m === 0) {
+      const width = Math.min(spec.m, count - i);
+      for (let r = 0; r < rows; r++) {
+        for (let j = 0; j < width; j++) {
+          const v = w1[(i + j) * rows + r];
+          group[j] = (v * v) / (d[i + j] * d[i + j]);
+        }
+        chosen.fill(0);
+        markLowestInGroup(group, 0, width, spec.n, chosen);
+        for (let j = 0; j < width; j++) if (chosen[j]) mask[(i + j) * rows + r] = 1;
+      }
+    }
+    const di = d[i];
+    const col = i * rows;
+    const out = (i1 + i) * rows;
+    for (let r = 0; r < rows; r++) {
+      const v = w1[col + r];
+      const q = mask[col + r] ? 0 : v;
+      const diff = v - q;
+      loss += (diff * diff) / (di * di);
+      e[r] = diff / di;
+      err[col + r] = e[r];
+      wt[out + r] = q;
+    }
+    // The rank-1 update of the rest of the block: W1[:, j] −= err · U[i, j], j > i.
+    const urow = (i1 + i) * n + i1;
+    for (let j = i + 1; j < count; j++) {
+      const uij = u[urow + j];
+      if (uij === 0) continue;
+      const cj = j * rows;
+      for (let r = 0; r < rows; r++) w1[cj + r] -= e[r] * uij;
+    }
+  }
+  return { loss: loss / 2, err };
+}
+
+/** W[:, i2:] −= Err1 · U[i1:i2, i2:], i.e. wtᵀ rows i2.. −= U[i1:i2, i2:]ᵀ · Err1ᵀ, in place. */
+async function lazyBatchUpdate(wt: Float32Array, rows: number, n: number, u: Float64Array, i1: number, i2: number, err: Float32Array): Promise<void> {
+  const count = i2 - i1;
+  const rest = n - i2;
+  const ublock = new Float32Array(count * rest);
+  for (let k = 0; k < count; k++) {
+    const o = (i1 + k) * n + i2;
+    for (let c = 0; c < rest; c++) ublock[k * rest + c] = u[o + c];
+  }
+  await gemmAccumulate(wt.subarray(i2 * rows), [rest, rows], ublock, [count, rest], err, [count, rows], { transA: true, alpha: -1, beta: 1 });
+}

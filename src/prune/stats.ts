@@ -1,0 +1,112 @@
+/**
+ * Input statistics of one linear layer's input, fed by the block runner one batch at a time.
+ *
+ * `add(x, tokens, sequences)`: x is [tokens, cols] row-major, the inputs of `sequences` calibration
+ * windows stacked. N counts sequences, not tokens, as in the references (their nsamples is the batch
+ * dimension; every token of a window goes into the sums).
+ *
+ * The references keep running means (H *= n/(n+b); H += (2/(n+b)) XᵀX); we keep plain sums and divide
+ * once at the end, which is the same quantity with fewer roundings.
+ */
+import { accumulateGram } from '../engine/linalg.js';
+
+/** SparseGPT's H = (2/N) Σ XᵀX, [cols, cols]. */
+export class GramAccumulator {
+  readonly cols: number;
+  /** Σ XᵀX, then H in place once result() was called. float32 like the reference: cols² doubles
+   *  would be 1 GiB for an 11008-wide input. Each batch's XᵀX is added by one engine gemm (beta = 1). */
+  private readonly sum: Float32Array;
+  private n = 0;
+  private tokenCount = 0;
+  private final = false;
+
+  constructor(cols: number) {
+    if (!(Number.isSafeInteger(cols) && cols > 0)) throw new RangeError(`invalid column count ${cols}`);
+    this.cols = cols;
+    this.sum = new Float32Array(cols * cols);
+  }
+
+  async add(x: Float32Array, tokens: number, sequences: number): Promise<void> {
+    if (this.final) throw new Error('GramAccumulator.add after result()');
+    checkBatch(x, tokens, sequences, this.cols);
+    if (tokens === 0) {
+      this.n += sequences;
+      return;
+    }
+    await accumulateGram(this.sum, this.cols, x, tokens);
+    this.n += sequences;
+    this.tokenCount += tokens;
+  }
+
+  /** Sequences seen (the N of 2/N). */
+  get sequences(): number {
+    return this.n;
+  }
+
+  get tokens(): number {
+    return this.tokenCount;
+  }
+
+  /** H = (2/N) Σ XᵀX (all zeros when nothing was added). The same array on every call: the layers
+   *  that share this input read it, and sparsegptPrune does not modify it. No add() after this. */
+  result(): Float32Array {
+    if (!this.final) {
+      this.final = true;
+      if (this.n > 0) {
+        const scale = 2 / this.n;
+        for (let k = 0; k < this.sum.length; k++) this.sum[k] *= scale;
+      }
+    }
+    return this.sum;
+  }
+}
+
+/** Wanda's s_j = (1/N) Σ_sequences Σ_tokens x_j², summed in float64 (cols doubles are cheap). */
+export class ColumnNormAccumulator {
+  readonly cols: number;
+  private readonly sum: Float64Array;
+  private n = 0;
+  private tokenCount = 0;
+
+  constructor(cols: number) {
+    if (!(Number.isSafeInteger(cols) && cols > 0)) throw new RangeError(`invalid column count ${cols}`);
+    this.cols = cols;
+    this.sum = new Float64Array(cols);
+  }
+
+  add(x: Float32Array, tokens: number, sequences: number): void {
+    checkBatch(x, tokens, sequences, this.cols);
+    const { cols, sum } = this;
+    for (let t = 0; t < tokens; t++) {
+      const o = t * cols;
+      for (let j = 0; j < cols; j++) {
+        const v = x[o + j];
+        sum[j] += v * v;
+      }
+    }
+    this.n += sequences;
+    this.tokenCount += tokens;
+  }
+
+  get sequences(): number {
+    return this.n;
+  }
+
+  get tokens(): number {
+    return this.tokenCount;
+  }
+
+  /** s_j, a fresh array (zeros when nothing was added). */
+  result(): Float64Array {
+    const s = new Float64Array(this.cols);
+    if (this.n > 0) for (let j = 0; j < this.cols; j++) s[j] = this.sum[j] / this.n;
+    return s;
+  }
+}
+
+function checkBatch(x: Float32Array, tokens: number, sequences: number, cols: number): void {
+  if (!(Number.isSafeInteger(tokens) && tokens >= 0 && Number.isSafeInteger(sequences) && sequences >= 0)) {
+    throw new RangeError(`invalid batch: ${tokens} tokens, ${sequences} sequences`);
+  }
+  if (x.length !== tokens * cols) throw new RangeError(`batch has ${x.length} values, not ${tokens}x${cols}`);
+}

@@ -1,0 +1,72 @@
+/** The accumulators against direct float64 sums over the same batches. */
+import { describe, expect, it } from 'vitest';
+import { ColumnNormAccumulator, GramAccumulator } from '../../src/prune/stats.js';
+import { randomMatrix } from './helpers.js';
+
+/** Batches of [tokens, cols] with uneven token and sequence counts, and activations of mixed scale. */
+function batches(cols: number) {
+  const shapes = [
+    { tokens: 64, sequences: 1 },
+    { tokens: 130, sequences: 2 },
+    { tokens: 0, sequences: 0 },
+    { tokens: 33, sequences: 1 },
+  ];
+  return shapes.map(({ tokens, sequences }, i) => {
+    const x = randomMatrix(tokens, cols, 100 + i);
+    for (let t = 0; t < tokens; t++) x[t * cols + (i % cols)] *= 20; // an outlier feature
+    return { x, tokens, sequences };
+  });
+}
+
+describe('GramAccumulator', () => {
+  it('gives (2/N) Σ XᵀX with N = sequences, symmetric, to float32 accuracy', async () => {
+    const cols = 37;
+    const acc = new GramAccumulator(cols);
+    const ref = new Float64Array(cols * cols);
+    let n = 0;
+    for (const b of batches(cols)) {
+      await acc.add(b.x, b.tokens, b.sequences);
+      n += b.sequences;
+      for (let t = 0; t < b.tokens; t++) {
+        for (let i = 0; i < cols; i++) for (let j = 0; j < cols; j++) ref[i * cols + j] += b.x[t * cols + i] * b.x[t * cols + j];
+      }
+    }
+    expect(acc.sequences).toBe(4);
+    expect(acc.tokens).toBe(227);
+    const h = acc.result();
+    let maxDiag = 0;
+    for (let i = 0; i < cols; i++) maxDiag = Math.max(maxDiag, ref[i * cols + i] * (2 / n));
+    for (let i = 0; i < cols * cols; i++) {
+      expect(Math.abs(h[i] - (2 / n) * ref[i])).toBeLessThan(1e-5 * maxDiag);
+    }
+    for (let i = 0; i < cols; i++) for (let j = 0; j < i; j++) expect(Math.abs(h[i * cols + j] - h[j * cols + i])).toBeLessThan(1e-6 * maxDiag);
+    // result() is final and stable: the layers sharing the input all read the same H.
+    expect(acc.result()).toBe(h);
+    await expect(acc.add(new Float32Array(cols), 1, 1)).rejects.toThrow(/after result/);
+  });
+
+  it('is all zeros before any data, and checks batch shapes', async () => {
+    const acc = new GramAccumulator(3);
+    await expect(acc.add(new Float32Array(5), 2, 1)).rejects.toThrow(/not 2x3/);
+    expect(Array.from(acc.result())).toEqual(new Array(9).fill(0));
+  });
+});
+
+describe('ColumnNormAccumulator', () => {
+  it('gives s_j = (1/N) Σ x_j² with N = sequences', () => {
+    const cols = 29;
+    const acc = new ColumnNormAccumulator(cols);
+    const ref = new Float64Array(cols);
+    let n = 0;
+    for (const b of batches(cols)) {
+      acc.add(b.x, b.tokens, b.sequences);
+      n += b.sequences;
+      for (let t = 0; t < b.tokens; t++) for (let j = 0; j < cols; j++) ref[j] += b.x[t * cols + j] ** 2;
+    }
+    const s = acc.result();
+    expect(s).toBeInstanceOf(Float64Array);
+    for (let j = 0; j < cols; j++) expect(s[j]).toBeCloseTo(ref[j] / n, 9);
+    expect(acc.sequences).toBe(4);
+    expect(() => acc.add(new Float32Array(3), 1, 1)).toThrow(/not 1x29/);
+  });
+});
