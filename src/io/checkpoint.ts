@@ -4,11 +4,17 @@
  *
  * Which weight files: `model.safetensors` if present (as transformers prefers it), else the shards named by
  * `model.safetensors.index.json`, else every `*.safetensors` in the folder.
+ *
+ * Compressed checkpoints (sparse-bitmask, sparse-24-bitmask, quantized; see compressed/names.ts) present
+ * their dense weights: tensorNames/has/info/read* see `<name>` and decompress it from its stored parts on
+ * each read. `raw` gives the tensors exactly as stored, and `compression` describes the stored form.
  */
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileError, ShearsError } from '../errors.js';
-import type { DType, TypedTensor } from './dtype.js';
+import { typedView, type DType, type TypedTensor } from './dtype.js';
+import { readCompressionSettings } from './compressed/config.js';
+import { CompressedView } from './compressed/view.js';
 import { looksLikeHubId, resolveHubModel } from './hub.js';
 import { INDEX_FILE_NAME, SINGLE_FILE_NAME } from './safetensors/index-file.js';
 import type { TensorInfo } from './safetensors/reader.js';
@@ -30,14 +36,26 @@ export class Checkpoint {
   readonly files: string[];
   /** Total size of the weight files in bytes. */
   readonly fileBytes: number;
+  /** The tensors exactly as stored (compressed parts included). */
+  readonly raw: TensorSet;
+  /** How the weights are compressed; null for a dense checkpoint. */
+  readonly compression: CompressedView | null;
   private readonly tensors: TensorSet;
 
   private constructor(dir: string, config: Record<string, unknown>, tensors: TensorSet) {
     this.dir = dir;
     this.config = config;
     this.tensors = tensors;
+    this.raw = tensors;
     this.files = tensors.files;
     this.fileBytes = tensors.fileBytes;
+    const configPath = join(dir, 'config.json');
+    try {
+      this.compression = CompressedView.open(tensors, readCompressionSettings(config, configPath), configPath);
+    } catch (e) {
+      tensors.close();
+      throw e;
+    }
   }
 
   /** Open a local folder, or download / reuse from the HF cache a Hub model `owner/name`. */
@@ -60,35 +78,57 @@ export class Checkpoint {
     return new Checkpoint(dir, config, openWeights(dir));
   }
 
-  /** Tensor names, sorted. */
+  /** Tensor names (compressed weights under their dense names, without their parts), sorted. */
   tensorNames(): string[] {
-    return this.tensors.tensorNames();
+    return this.compression ? this.compression.logicalNames() : this.tensors.tensorNames();
   }
 
   has(name: string): boolean {
+    const c = this.compression;
+    if (c) return c.weights.has(name) || (this.tensors.has(name) && !c.partNames.has(name));
     return this.tensors.has(name);
   }
 
-  /** Where and what a tensor is: dtype, shape, numel, byteLength, file and absolute offsets. */
+  /**
+   * Where and what a tensor is: dtype, shape, numel, byteLength, file and absolute offsets. A compressed
+   * weight reports its dense dtype, shape and size, the file of its bitmask, and start = end = -1.
+   */
   info(name: string): TensorInfo {
+    if (this.compression?.weights.has(name)) return this.compression.info(name);
+    this.checkNotPart(name);
     return this.tensors.info(name);
   }
 
-  /** Distinct dtypes of the weights, sorted. */
+  /** Distinct dtypes of the (dense) tensors, sorted. */
   dtypes(): DType[] {
-    return this.tensors.dtypes();
+    if (!this.compression) return this.tensors.dtypes();
+    return [...new Set(this.tensorNames().map((n) => this.info(n).dtype))].sort();
   }
 
   readFloat32(name: string): Float32Array {
+    if (this.compression?.weights.has(name)) return this.compression.readFloat32(name);
+    this.checkNotPart(name);
     return this.tensors.readFloat32(name);
   }
 
   readTyped(name: string): TypedTensor {
+    if (this.compression?.weights.has(name)) return typedView(this.compression.readBytes(name), this.compression.info(name).dtype);
+    this.checkNotPart(name);
     return this.tensors.readTyped(name);
   }
 
+  /** The tensor's bytes in its dtype (a compressed weight: decompressed). */
   readBytes(name: string): Uint8Array {
+    if (this.compression?.weights.has(name)) return this.compression.readBytes(name);
+    this.checkNotPart(name);
     return this.tensors.readBytes(name);
+  }
+
+  /** Parts of compressed weights are reached through `raw` only. */
+  private checkNotPart(name: string): void {
+    if (this.compression?.partNames.has(name)) {
+      throw new ShearsError(`${this.dir}: "${name}" is a part of a compressed weight; read the weight itself, or use Checkpoint.raw`);
+    }
   }
 
   close(): void {

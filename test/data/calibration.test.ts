@@ -53,7 +53,7 @@ describe('named datasets', () => {
     expect(c.kind).toBe('text');
     const text = corpusText(c);
     // The shipped file starts " = Robert Boulter = \r\n Robert Boulter is ..."; records end in "\n".
-    expect(text.startsWith(' = Robert Boulter = \n\n Robert Boulter is an English film')).toBe(true);
+    expect(text.startsWith(' = Robert Boulter = \n\n\n Robert Boulter is an English film')).toBe(true);
     expect(text.includes('\r')).toBe(false);
   });
 
