@@ -88,25 +88,40 @@ async function factor(work: Work, off: number, size: number, wantM: boolean): Pr
 
   const mark = scratch64.mark();
   try {
-    const m11 = scratch64.alloc(n1 * n1);
-    copyLower(w, n, off, n1, m11);
+    // t = L21·M11 is needed only after the trailing block is factored, but is computed now so that M11
+    // and L21 can be dropped before recursing: the scratch held across the recursion is t alone.
+    const t = wantM ? scratch64.alloc(n2 * n1) : undefined;
+    const afterT = scratch64.mark();
     const l21 = scratch64.alloc(n2 * n1);
     {
       const m2 = scratch64.mark();
-      const a21 = scratch64.alloc(n2 * n1);
-      for (let i = 0; i < n2; i++) a21.set(w.subarray((o2 + i) * n + off, (o2 + i) * n + off + n1), i * n1);
-      await gemmInto(l21, a21, [n2, n1], m11, [n1, n1], { transB: true });
+      const m11 = scratch64.alloc(n1 * n1);
+      copyLower(w, n, off, n1, m11);
+      await solveBlock(w, n, o2, off, n2, n1, m11, l21);
+      if (t) await gemmInto(t, l21, [n2, n1], m11, [n1, n1]);
       scratch64.release(m2);
     }
     if (lout) for (let i = 0; i < n2; i++) lout.set(l21.subarray(i * n1, (i + 1) * n1), (o2 + i) * n + off);
-
     await schurUpdate(w, n, o2, n2, l21, n1);
-    await factor(work, o2, n2, wantM);
+    scratch64.release(afterT);
 
-    if (wantM) {
-      const t = scratch64.alloc(n2 * n1);
-      await gemmInto(t, l21, [n2, n1], m11, [n1, n1]);
-      await lowerProduct(w, n, o2, n2, t, n1, off);
+    await factor(work, o2, n2, wantM);
+    if (t) await lowerProduct(w, n, o2, n2, t, n1, off);
+  } finally {
+    scratch64.release(mark);
+  }
+}
+
+/** l[s×k] ← A21·M11ᵀ with A21 the block of w at rows [r, r+s), columns [c, c+k), copied over in chunks. */
+async function solveBlock(w: Float64Array, n: number, r: number, c: number, s: number, k: number, m11: Float64Array, l: Float64Array): Promise<void> {
+  const mark = scratch64.mark();
+  try {
+    const rowsMax = Math.max(1, Math.min(s, Math.floor(CHUNK_ELEMS / k)));
+    const a = scratch64.alloc(rowsMax * k);
+    for (let r0 = 0; r0 < s; r0 += rowsMax) {
+      const rows = Math.min(rowsMax, s - r0);
+      for (let i = 0; i < rows; i++) a.set(w.subarray((r + r0 + i) * n + c, (r + r0 + i) * n + c + k), i * k);
+      await gemmInto(l.subarray(r0 * k, (r0 + rows) * k), a.subarray(0, rows * k), [rows, k], m11, [k, k], { transB: true });
     }
   } finally {
     scratch64.release(mark);

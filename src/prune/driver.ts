@@ -15,6 +15,7 @@ import { wandaPrune } from './wanda.js';
 import { sparsegptPrune } from './sparsegpt.js';
 import { GramAccumulator, ColumnNormAccumulator } from './stats.js';
 import { globMatcher } from './glob.js';
+import { nmHoldsWithTail } from './pattern-check.js';
 
 export type Method = 'magnitude' | 'random' | 'wanda' | 'sparsegpt';
 export const METHODS: readonly Method[] = ['magnitude', 'random', 'wanda', 'sparsegpt'];
@@ -153,7 +154,7 @@ export async function pruneBlocks(arch: Architecture, src: TensorSource, windows
         layers.push({
           block: b, name: l.name, tensor: l.tensor, rows: l.rows, cols: l.cols, skipped: false,
           sparsity: zeroFraction(view),
-          nmOk: spec.kind === 'nm' ? nmHolds(view, l.rows, l.cols, spec.n, spec.m) : undefined,
+          nmOk: spec.kind === 'nm' ? nmHoldsWithTail(view, l.rows, l.cols, spec.n, spec.m) : undefined,
           loss: r.loss, damp: r.damp, retries: r.retries, notes: r.notes,
           seconds: (performance.now() - t) / 1000,
         });
@@ -176,17 +177,4 @@ export function zeroFraction(a: Float32Array): number {
   let z = 0;
   for (let k = 0; k < a.length; k++) if (a[k] === 0) z++;
   return a.length ? z / a.length : 0;
-}
-
-/** Every group of m consecutive inputs in each row (a shorter tail group included) has at least min(n, len) zeros. */
-export function nmHolds(w: Float32Array, rows: number, cols: number, n: number, m: number): boolean {
-  for (let r = 0; r < rows; r++) {
-    for (let g = 0; g < cols; g += m) {
-      const end = Math.min(g + m, cols);
-      let z = 0;
-      for (let c = g; c < end; c++) if (w[r * cols + c] === 0) z++;
-      if (z < Math.min(n, end - g)) return false;
-    }
-  }
-  return true;
 }

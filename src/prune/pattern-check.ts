@@ -20,3 +20,19 @@ export function nmSatisfied(weight: Float32Array, rows: number, cols: number, n:
   }
   return true;
 }
+
+/**
+ * The rule shears prunes by when a row length is not a multiple of m: the last, shorter group of t
+ * columns must hold min(n, t) zeros (see src/prune/nm.ts). Full groups need n zeros, as above.
+ */
+export function nmHoldsWithTail(w: Float32Array, rows: number, cols: number, n: number, m: number): boolean {
+  for (let r = 0; r < rows; r++) {
+    for (let g = 0; g < cols; g += m) {
+      const end = Math.min(g + m, cols);
+      let z = 0;
+      for (let c = g; c < end; c++) if (w[r * cols + c] === 0) z++;
+      if (z < Math.min(n, end - g)) return false;
+    }
+  }
+  return true;
+}

@@ -78,3 +78,14 @@ export function dequantize(q: QuantizedWeight, dtype: DType): { bytes: Uint8Arra
       throw new RangeError(`quantized weights cannot be dequantized to ${dtype} (a float dtype is needed)`);
   }
 }
+
+/** Round every stored-layout value to the nearest level of its channel's grid, in place (round-to-nearest). */
+export function quantizeStoredInPlace(values: Float32Array, rows: number, cols: number, g: StoredGrid): void {
+  const codes = codesOf(values, rows, cols, g);
+  for (let r = 0; r < rows; r++) {
+    for (let c = 0; c < cols; c++) {
+      const ch = g.axis === 0 ? r : c;
+      values[r * cols + c] = g.scale[ch] * (codes[r * cols + c] - g.zero[ch]);
+    }
+  }
+}
