@@ -7,6 +7,7 @@ import { METHODS, type Method } from '../prune/driver.js';
 import { runPrune } from '../prune/job.js';
 import { evaluateModel } from '../eval/evaluate.js';
 import { formatPruneSummary } from '../report/prune-summary.js';
+import { WEIGHT_FORMATS, type WeightFormat } from '../io/compressed/names.js';
 
 interface Args {
   model: string;
@@ -29,6 +30,8 @@ interface Args {
   eval?: string;
   'eval-max-tokens'?: number;
   json: boolean;
+  format: string;
+  wbits?: number;
 }
 
 /** --layer-sparsity: a JSON array (one value per block, null = default) or an object {"block": value}. */
@@ -77,6 +80,8 @@ export const pruneCommand: CommandModule<object, Args> = {
       .option('layer-sparsity', { type: 'string', describe: 'JSON per-block sparsity, e.g. [0.3,0.5,0.6] or {"0":0.3}' })
       .option('eval', { type: 'string', describe: 'evaluate dense and pruned perplexity on this dataset afterwards' })
       .option('eval-max-tokens', { type: 'number', describe: 'with --eval: only the first N tokens' })
+      .option('format', { type: 'string', default: 'dense', choices: WEIGHT_FORMATS as unknown as string[], describe: 'weight format of the output (see shears export)' })
+      .option('wbits', { type: 'number', choices: [4, 8], describe: 'also quantize the pruned weights to 4 or 8 bits (per-row asymmetric grid)' })
       .option('json', { type: 'boolean', default: false, describe: 'print the summary as one JSON object' }),
   handler: async (a) => {
     const spec = parseSparsitySpec({ sparsity: a.sparsity, pattern: a.pattern });
@@ -92,6 +97,7 @@ export const pruneCommand: CommandModule<object, Args> = {
       skip: a.skip, trueSequential: a['true-sequential'], blocksize: a.blocksize, damp: a.damp, seed: a.seed,
       calibration: a.calibration, nsamples: a.nsamples, seqlen: a.seqlen,
       calibTokens: a['calib-tokens'], saveCalibTokens: a['save-calib-tokens'],
+      format: a.format as WeightFormat, wbits: a.wbits,
       command: ['shears', ...process.argv.slice(2)].join(' '),
       onProgress: progress,
     });

@@ -16,6 +16,8 @@ function sessionOptions(): ort.InferenceSession.SessionOptions {
     interOpNumThreads: 1,
     executionMode: 'sequential',
     graphOptimizationLevel: 'all',
+    // e.g. "cuda,cpu" with onnxruntime-node's CUDA build; the CPU build ships only "cpu".
+    executionProviders: (process.env.SHEARS_EXECUTION_PROVIDERS ?? 'cpu').split(',').map((p) => p.trim()).filter(Boolean),
     // Spinning threads would steal the cores from JS work between calls.
     extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
   };

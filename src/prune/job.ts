@@ -3,11 +3,18 @@
  * calibration windows, prune block by block while streaming the result into a temporary folder,
  * write shears-report.json, and rename the folder into place only when everything succeeded.
  */
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { usageError } from '../errors.js';
 import { openModel } from '../model.js';
-import { AtomicDir } from '../io/atomic.js';
+import { AtomicDir, tempPathFor, writeFileAtomic } from '../io/atomic.js';
+import { Checkpoint } from '../io/checkpoint.js';
+import { withoutCompression } from '../io/compressed/config.js';
+import type { WeightFormat } from '../io/compressed/names.js';
+import { writeFormat } from '../export/write.js';
+import { quantizeBlock } from '../quant/block.js';
+import type { StoredGrid } from '../quant/stored.js';
+import { globMatcher } from './glob.js';
 import { CheckpointWriter } from '../io/checkpoint-writer.js';
 import { SafetensorsWriter } from '../io/safetensors/writer.js';
 import { loadCorpus } from '../data/datasets.js';
@@ -26,6 +33,10 @@ export interface PruneJob extends PruneOptions {
   seqlen?: number;
   calibTokens?: string;
   saveCalibTokens?: string;
+  /** Weight format of the output (default dense). */
+  format?: WeightFormat;
+  /** Quantize the pruned linear weights to this many bits (per-output-row asymmetric grid). */
+  wbits?: number;
   /** The command line, recorded in the report. */
   command?: string;
   onProgress?: (message: string) => void;
@@ -44,6 +55,10 @@ export interface PruneReport {
   /** Zeros over all prunable (non-skipped) linear weights. */
   sparsity: number;
   nmOk?: boolean;
+  format: WeightFormat;
+  wbits?: number;
+  /** Bytes of the weight files written, and the same model dense in fp16 (parameters × 2). */
+  storage?: { fileBytes: number; denseFp16Bytes: number };
   timings: Timings & { total: number };
   peakRssBytes: number;
 }
@@ -59,9 +74,14 @@ export async function runPrune(job: PruneJob): Promise<PruneReport> {
     if (job.spec.kind === 'nm' && job.method === 'sparsegpt' && (job.blocksize ?? 128) % job.spec.m !== 0) {
       throw usageError(`--blocksize ${job.blocksize} must be a multiple of M = ${job.spec.m} for N:M SparseGPT`);
     }
+    if (job.wbits !== undefined && ![4, 8].includes(job.wbits)) throw usageError(`--wbits must be 4 or 8, got ${job.wbits}`);
+    const format = job.format ?? 'dense';
     const dir = new AtomicDir(job.out, { overwrite: job.overwrite });
     let writer: CheckpointWriter | undefined;
+    // A compressed output is written dense into a staging folder first, then encoded into the output.
+    const stage = format === 'dense' ? dir.path : tempPathFor(job.out);
     try {
+      if (stage !== dir.path) mkdirSync(stage);
       let windows: Windows | undefined;
       let calibSource = job.calibTokens ?? job.calibration;
       if (calibrated || job.saveCalibTokens) {
@@ -79,7 +99,7 @@ export async function runPrune(job: PruneJob): Promise<PruneReport> {
       }
 
       const pattern = describeSpec(job.spec);
-      writer = new CheckpointWriter(ckpt, dir.path, {
+      writer = new CheckpointWriter(ckpt, stage, {
         shears_version: SHEARS_VERSION,
         shears_method: job.method,
         shears_pattern: pattern,
@@ -90,14 +110,34 @@ export async function runPrune(job: PruneJob): Promise<PruneReport> {
       for (const n of ckpt.tensorNames()) if (!blockNames.has(n)) writer.copy(n);
 
       const w = writer;
+      const skip = globMatcher(job.skip ?? []);
+      const grids = new Map<string, StoredGrid>();
       const { layers, timings } = await pruneBlocks(arch, src, windows, job, {
         onBlockDone: (b, weights) => {
+          if (job.wbits !== undefined) {
+            const g = quantizeBlock(arch.linears(b), weights, (t) => src.readFloat32(t), job.wbits, (l) => skip(`${b}.${l.name}`) || skip(l.tensor));
+            for (const [t, grid] of g) grids.set(t, grid);
+          }
           for (const [name, values] of weights) w.write(name, values);
           say(`block ${b + 1}/${arch.spec.numLayers} pruned`);
         },
         onProgress: (e) => say(`block ${e.block + 1}/${e.blocks}: ${e.stage === 'all' ? 'calibrating and pruning' : e.stage}`),
       });
       writer.finish();
+      let storage: PruneReport['storage'];
+      if (stage !== dir.path) {
+        const staged = Checkpoint.openFolder(stage);
+        try {
+          const r = writeFormat(staged, dir.path, { format, quantize: job.wbits !== undefined ? { bits: job.wbits, grids } : undefined });
+          storage = { fileBytes: r.fileBytes, denseFp16Bytes: r.denseFp16Bytes };
+        } finally {
+          staged.close();
+        }
+        rmSync(stage, { recursive: true, force: true });
+      } else if (ckpt.config.quantization_config !== undefined) {
+        // The source was compressed: its copied config.json must not describe the dense output as compressed.
+        writeFileAtomic(join(dir.path, 'config.json'), JSON.stringify(withoutCompression(ckpt.config), null, 2) + '\n');
+      }
 
       const pruned = layers.filter((l) => !l.skipped);
       const total = pruned.reduce((s, l) => s + l.rows * l.cols, 0);
@@ -114,6 +154,9 @@ export async function runPrune(job: PruneJob): Promise<PruneReport> {
         layers,
         sparsity: total ? zeros / total : 0,
         nmOk: job.spec.kind === 'nm' ? pruned.every((l) => l.nmOk) : undefined,
+        format,
+        wbits: job.wbits,
+        storage,
         timings: { ...timings, total: (performance.now() - t0) / 1000 },
         peakRssBytes: process.resourceUsage().maxRSS * 1024,
       };
@@ -122,6 +165,7 @@ export async function runPrune(job: PruneJob): Promise<PruneReport> {
       return report;
     } catch (e) {
       writer?.abort();
+      if (stage !== dir.path) rmSync(stage, { recursive: true, force: true });
       dir.abort();
       throw e;
     }
