@@ -10,7 +10,7 @@ import { GraphBuilder } from '../engine/graph.js';
 import { tensor, type Feeds } from '../engine/session.js';
 import { ConfigReader, readHeads } from './config.js';
 import { activation, attentionInputs, causalAttention, causalMask, isActivation, layerNorm, linear, splitHeads, ACTIVATIONS, type Activation } from './ops.js';
-import { checkSeq, gatherRows, headLogits, headNll, runBlockGraph, tokensOf, weightFeed, type BuiltBlock, type HeadGraph } from './runtime.js';
+import { headFinal, headLayer, checkSeq, gatherRows, headLogits, headNll, runBlockGraph, tokensOf, weightFeed, type BuiltBlock, type HeadGraph } from './runtime.js';
 import type { Architecture, BlockResult, LinearLayer, ModelSpec, TensorSource, Weights } from './types.js';
 
 interface Gpt2Options {
@@ -198,6 +198,14 @@ class Gpt2Architecture implements Architecture {
       widths: { attn_in: h, o_in: h, mlp_in: h, down_in: m },
       out,
     });
+  }
+
+  headLinear(): LinearLayer & { tied: boolean } {
+    return headLayer(this.head, this.embedTensors());
+  }
+
+  headInput(w: Weights, x: Float32Array): Promise<Float32Array> {
+    return headFinal(this.head, w, x);
   }
 
   logits(w: Weights, x: Float32Array): Promise<Float32Array> {

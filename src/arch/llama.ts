@@ -9,7 +9,7 @@ import { GraphBuilder } from '../engine/graph.js';
 import { tensor, type Feeds } from '../engine/session.js';
 import { ConfigReader, readHeads, readRope } from './config.js';
 import { activation, attentionInputs, causalAttention, causalMask, isActivation, linear, rmsNorm, rotary, ropeTables, splitHeads, ACTIVATIONS, type Activation } from './ops.js';
-import { gatherRows, headLogits, headNll, runBlockGraph, tokensOf, weightFeed, type BuiltBlock, type HeadGraph } from './runtime.js';
+import { headFinal, headLayer, gatherRows, headLogits, headNll, runBlockGraph, tokensOf, weightFeed, type BuiltBlock, type HeadGraph } from './runtime.js';
 import type { Architecture, BlockResult, LinearLayer, ModelSpec, Weights } from './types.js';
 
 export const LLAMA_MODEL_TYPES = ['llama', 'mistral', 'qwen2', 'qwen3'] as const;
@@ -258,6 +258,14 @@ class LlamaArchitecture implements Architecture {
       widths: { attn_in: h, o_in: H * D, mlp_in: h, down_in: m },
       out,
     });
+  }
+
+  headLinear(): LinearLayer & { tied: boolean } {
+    return headLayer(this.head, this.embedTensors());
+  }
+
+  headInput(w: Weights, x: Float32Array): Promise<Float32Array> {
+    return headFinal(this.head, w, x);
   }
 
   logits(w: Weights, x: Float32Array): Promise<Float32Array> {

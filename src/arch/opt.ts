@@ -16,7 +16,7 @@ import { GraphBuilder } from '../engine/graph.js';
 import { run, session, tensor, type Feeds } from '../engine/session.js';
 import { ConfigReader } from './config.js';
 import { activation, attentionInputs, causalAttention, causalMask, isActivation, layerNorm, linear, splitHeads, ACTIVATIONS, type Activation } from './ops.js';
-import { checkSeq, gatherRows, headLogits, headNll, runBlockGraph, tokensOf, weightFeed, type BuiltBlock, type HeadGraph } from './runtime.js';
+import { headFinal, headLayer, checkSeq, gatherRows, headLogits, headNll, runBlockGraph, tokensOf, weightFeed, type BuiltBlock, type HeadGraph } from './runtime.js';
 import type { Architecture, BlockResult, LinearLayer, ModelSpec, TensorSource, Weights } from './types.js';
 
 /** nn.LayerNorm's default epsilon; OPT's config has no field for it. */
@@ -304,6 +304,14 @@ class OptArchitecture implements Architecture {
       widths: { attn_in: h, o_in: h, mlp_in: h, down_in: m },
       out,
     });
+  }
+
+  headLinear(): LinearLayer & { tied: boolean } {
+    return headLayer(this.head, this.embedTensors());
+  }
+
+  headInput(w: Weights, x: Float32Array): Promise<Float32Array> {
+    return headFinal(this.head, w, x);
   }
 
   logits(w: Weights, x: Float32Array): Promise<Float32Array> {

@@ -6,7 +6,7 @@ import type ort from 'onnxruntime-node';
 import { ShearsError, usageError } from '../errors.js';
 import { GraphBuilder } from '../engine/graph.js';
 import { run, session, tensor, type Feeds } from '../engine/session.js';
-import type { BlockResult, Weights } from './types.js';
+import type { BlockResult, LinearLayer, Weights } from './types.js';
 
 /** A weight from `w` as a tensor of shape `dims`, checking that it has that many values. */
 export function weightFeed(w: Weights, name: string, dims: readonly number[]): ort.Tensor {
@@ -140,6 +140,26 @@ function headSession(h: HeadGraph, kind: 'logits' | 'nll'): Promise<ort.Inferenc
     }
     return g.toBytes();
   });
+}
+
+/** The LM head seen as a prunable linear layer; tied when its weight is one of the embedding tensors. */
+export function headLayer(h: HeadGraph, embedTensors: string[]): LinearLayer & { tied: boolean } {
+  const width = h.headWidth ?? h.hidden;
+  return { name: 'lm_head', tensor: h.headWeight, rows: h.vocab, cols: width, transposed: false, input: 'head_in', stage: 0, tied: embedTensors.includes(h.headWeight) };
+}
+
+/** The head's input (final norm and projection) for x [tokens, hidden] → [tokens, headWidth]. */
+export async function headFinal(h: HeadGraph, w: Weights, x: Float32Array): Promise<Float32Array> {
+  const tokens = tokensOf(x, h.hidden, 1);
+  const width = h.headWidth ?? h.hidden;
+  const s = await session(`${h.key}|head-final`, () => {
+    const g = new GraphBuilder(`${h.key}-final`);
+    g.output(h.final(g, g.input('x', 'float32', ['n', h.hidden])), 'float32', ['n', width], 'y');
+    return g.toBytes();
+  });
+  const out = new Float32Array(tokens * width);
+  await run(s, { ...h.finalFeeds(w), x: tensor(x, [tokens, h.hidden]) }, { y: tensor(out, [tokens, width]) });
+  return out;
 }
 
 /** Logits [tokens, vocab] for x [tokens, hidden], in chunks of rows. */

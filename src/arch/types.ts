@@ -84,6 +84,10 @@ export interface Architecture {
    * next capturing call overwrites (consume them first).
    */
   runBlock(i: number, w: Weights, x: Float32Array, seq: number, capture: boolean, out?: Float32Array): Promise<BlockResult>;
+  /** The LM head as a linear layer [vocab, width] (input id "head_in"); `tied` when it is the embedding matrix. */
+  headLinear(): LinearLayer & { tied: boolean };
+  /** What the LM head multiplies: the final norm (and projection) of x [tokens, hidden] → [tokens, width]. */
+  headInput(w: Weights, x: Float32Array): Promise<Float32Array>;
   /** Logits [tokens, vocab] from the last hidden states (final norm + LM head). */
   logits(w: Weights, x: Float32Array, seq: number): Promise<Float32Array>;
   /**

@@ -16,6 +16,7 @@ import { sparsegptPrune } from './sparsegpt.js';
 import { GramAccumulator, ColumnNormAccumulator } from './stats.js';
 import { globMatcher } from './glob.js';
 import { nmHoldsWithTail } from './pattern-check.js';
+import { ShearsError, usageError } from '../errors.js';
 
 export type Method = 'magnitude' | 'random' | 'wanda' | 'sparsegpt';
 export const METHODS: readonly Method[] = ['magnitude', 'random', 'wanda', 'sparsegpt'];
@@ -31,6 +32,8 @@ export interface PruneOptions {
   blocksize?: number;
   damp?: number;
   seed?: number;
+  /** Also prune the LM head (refused when it is tied to the embedding). */
+  includeLmHead?: boolean;
 }
 
 export interface LayerReport {
@@ -131,33 +134,10 @@ export async function pruneBlocks(arch: Architecture, src: TensorSource, windows
       }
       for (const l of todo) {
         t = performance.now();
-        const stored = w.get(l.tensor)!;
-        const view = linearView(l, stored);
-        const weight = { data: view, rows: l.rows, cols: l.cols };
-        let r: PruneResult;
-        switch (opts.method) {
-          case 'magnitude':
-            r = magnitudePrune(weight, spec);
-            break;
-          case 'random':
-            r = randomPrune(weight, spec, (opts.seed ?? 0) * 1_000_003 + layers.length);
-            break;
-          case 'wanda':
-            r = wandaPrune(weight, (stats.get(l.input) as ColumnNormAccumulator).result(), spec);
-            break;
-          case 'sparsegpt':
-            r = await sparsegptPrune(weight, (stats.get(l.input) as GramAccumulator).result(), spec, { blocksize: opts.blocksize, damp: opts.damp });
-            break;
-        }
-        storeBack(l, view, stored);
-        timings.pruning += (performance.now() - t) / 1000;
-        layers.push({
-          block: b, name: l.name, tensor: l.tensor, rows: l.rows, cols: l.cols, skipped: false,
-          sparsity: zeroFraction(view),
-          nmOk: spec.kind === 'nm' ? nmHoldsWithTail(view, l.rows, l.cols, spec.n, spec.m) : undefined,
-          loss: r.loss, damp: r.damp, retries: r.retries, notes: r.notes,
-          seconds: (performance.now() - t) / 1000,
-        });
+        const r = await pruneLayer(l, w.get(l.tensor)!, stats.get(l.input), spec, opts, layers.length);
+        const seconds = (performance.now() - t) / 1000;
+        layers.push({ block: b, ...r, seconds });
+        timings.pruning += seconds;
       }
     }
     for (const l of all.filter(isSkipped)) {
@@ -170,7 +150,71 @@ export async function pruneBlocks(arch: Architecture, src: TensorSource, windows
     }
     await hooks.onBlockDone(b, w);
   }
+  if (opts.includeLmHead) await pruneHead(arch, src, x, seq, windows?.count ?? 0, opts, hooks, layers, timings);
   return { layers, timings };
+}
+
+/**
+ * --include-lm-head: the LM head is pruned last, calibrated on the final hidden states of the pruned
+ * model (through the final norm), and handed to onBlockDone as block L.
+ */
+async function pruneHead(arch: Architecture, src: TensorSource, x: Float32Array | undefined, seq: number, windows: number, opts: PruneOptions, hooks: DriverHooks, layers: LayerReport[], timings: Timings): Promise<void> {
+  const head = arch.headLinear();
+  if (head.tied) throw usageError(`--include-lm-head: ${head.tensor} is tied to the input embedding, so pruning the head would prune the embedding too`);
+  const L = arch.spec.numLayers;
+  hooks.onProgress?.({ block: L, blocks: L, stage: 'lm_head' });
+  const hw = loadWeights(src, arch.headTensors());
+  let stats: Stats | undefined;
+  let t = performance.now();
+  if (x) {
+    stats = opts.method === 'sparsegpt' ? new GramAccumulator(head.cols) : new ColumnNormAccumulator(head.cols);
+    const hidden = arch.spec.hiddenSize;
+    for (let w0 = 0; w0 < windows; w0++) {
+      const inp = await arch.headInput(hw, x.subarray(w0 * seq * hidden, (w0 + 1) * seq * hidden));
+      await stats.add(inp, seq, 1);
+    }
+    timings.statistics += (performance.now() - t) / 1000;
+  }
+  t = performance.now();
+  const weight = hw.get(head.tensor)!;
+  const r = await pruneLayer(head, weight, stats, opts.spec, opts, layers.length);
+  const seconds = (performance.now() - t) / 1000;
+  layers.push({ block: L, ...r, seconds });
+  timings.pruning += seconds;
+  await hooks.onBlockDone(L, new Map([[head.tensor, weight]]));
+}
+
+/** Prunes one linear layer in place (stored layout) with the chosen method; `index` seeds --method random. */
+async function pruneLayer(l: LinearLayer, stored: Float32Array, stats: Stats | undefined, spec: SparsitySpec, opts: PruneOptions, index: number): Promise<Omit<LayerReport, 'block' | 'seconds'>> {
+  const view = linearView(l, stored);
+  const weight = { data: view, rows: l.rows, cols: l.cols };
+  let r: PruneResult;
+  try {
+    switch (opts.method) {
+      case 'magnitude':
+        r = magnitudePrune(weight, spec);
+        break;
+      case 'random':
+        r = randomPrune(weight, spec, (opts.seed ?? 0) * 1_000_003 + index);
+        break;
+      case 'wanda':
+        r = wandaPrune(weight, (stats as ColumnNormAccumulator).result(), spec);
+        break;
+      case 'sparsegpt':
+        r = await sparsegptPrune(weight, (stats as GramAccumulator).result(), spec, { blocksize: opts.blocksize, damp: opts.damp });
+        break;
+    }
+  } catch (e) {
+    if (e instanceof ShearsError) throw new ShearsError(`${l.tensor}: ${e.message}`, e.exitCode);
+    throw e;
+  }
+  storeBack(l, view, stored);
+  return {
+    name: l.name, tensor: l.tensor, rows: l.rows, cols: l.cols, skipped: false,
+    sparsity: zeroFraction(view),
+    nmOk: spec.kind === 'nm' ? nmHoldsWithTail(view, l.rows, l.cols, spec.n, spec.m) : undefined,
+    loss: r.loss, damp: r.damp, retries: r.retries, notes: r.notes,
+  };
 }
 
 export function zeroFraction(a: Float32Array): number {

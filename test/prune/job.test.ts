@@ -13,6 +13,7 @@ import { loadWeights, runBlockOver } from '../../src/run/blocks.js';
 import { ColumnNormAccumulator } from '../../src/prune/stats.js';
 import { wandaPrune } from '../../src/prune/wanda.js';
 import { readWindowsFile } from '../../src/data/calibration.js';
+import { SafetensorsWriter } from '../../src/io/safetensors/writer.js';
 
 const MODEL = join(import.meta.dirname, '..', '..', 'models', 'stories260K');
 const tmp = mkdtempSync(join(tmpdir(), 'shears-job-'));
@@ -123,5 +124,24 @@ describe('shears prune on stories260K', () => {
     await runPrune({ ...j, overwrite: true });
     expect(readFileSync(join(j.out, 'model.safetensors')).equals(first)).toBe(true);
     expect(existsSync(join(j.out, 'shears-report.json'))).toBe(true);
+  });
+
+  it('--include-lm-head prunes an untied head calibrated on the final hidden states; a tied head is refused', async () => {
+    const fixture = join(import.meta.dirname, '..', 'fixtures', 'llama-tiny-gqa');
+    const calib = join(tmp, 'fixture-calib.safetensors');
+    const w = new SafetensorsWriter(calib, [{ name: 'ids', dtype: 'I32', shape: [4, 16] }]);
+    w.write('ids', Int32Array.from({ length: 64 }, (_, k) => (k * 37 + 11) % 101));
+    w.finish();
+    for (const method of ['magnitude', 'sparsegpt'] as const) {
+      const j = job({ model: fixture, method, calibTokens: calib, includeLmHead: true });
+      const r = await runPrune(j);
+      const head = r.layers.find((l) => l.tensor === 'lm_head.weight')!;
+      expect(head.block).toBe(2);
+      expect(head.sparsity).toBeGreaterThanOrEqual(0.5);
+      const out = Checkpoint.openFolder(j.out);
+      expect(zeros(out.readFloat32('lm_head.weight')) / (101 * 64)).toBe(head.sparsity);
+      out.close();
+    }
+    await expect(runPrune(job({ method: 'magnitude', includeLmHead: true }))).rejects.toThrow(/--include-lm-head: model.embed_tokens.weight is tied to the input embedding/);
   });
 });
