@@ -45,6 +45,9 @@ export function formatInspect(s: InspectSummary): string {
       .join(', '),
   );
   kv('on disk', `${formatBytes(s.fileBytes)} in ${s.files} file${s.files === 1 ? '' : 's'}`);
+  const st = s.storage;
+  kv('format', st.format === 'dense' ? 'dense' : `${st.format}${st.bits ? ` with ${st.bits}-bit codes` : ''} (${st.compressedWeights} weights compressed)`);
+  kv('dense fp16', `${formatBytes(st.denseFp16Bytes)}; on disk is ${st.denseFp16Bytes ? formatPercent(st.fileBytes / st.denseFp16Bytes) : '-'} of it`);
   out.push('');
 
   const patterns = NM_PATTERNS.map(([n, m]) => `${n}:${m}`);

@@ -5,6 +5,7 @@
  */
 import type { Checkpoint } from '../io/checkpoint.js';
 import type { DType } from '../io/dtype.js';
+import type { WeightFormat } from '../io/compressed/names.js';
 import { nmSatisfied } from '../prune/pattern-check.js';
 
 /** The N:M patterns inspect checks, as [N, M]. */
@@ -41,6 +42,19 @@ export interface MatrixTotals {
   nm: Record<string, number>;
 }
 
+/** How the weights are stored, and what that costs on disk against plain fp16. */
+export interface StorageSummary {
+  format: WeightFormat;
+  /** Bits per stored code, for quantized checkpoints. */
+  bits?: number;
+  /** Weights stored compressed. */
+  compressedWeights: number;
+  /** Bytes of the safetensors weight files. */
+  fileBytes: number;
+  /** Parameters × 2: the same tensors stored dense in fp16. */
+  denseFp16Bytes: number;
+}
+
 export interface InspectSummary {
   /** The model argument as given. */
   model: string;
@@ -55,6 +69,7 @@ export interface InspectSummary {
   /** Bytes of the safetensors weight files on disk. */
   fileBytes: number;
   files: number;
+  storage: StorageSummary;
   tensors: TensorSummary[];
   totals: {
     tensors: number;
@@ -148,6 +163,13 @@ export function inspectCheckpoint(ckpt: Checkpoint, model: string, onTensor?: (i
     dtypes,
     fileBytes: ckpt.fileBytes,
     files: ckpt.files.length,
+    storage: {
+      format: ckpt.compression?.format ?? 'dense',
+      ...(ckpt.compression?.quant ? { bits: ckpt.compression.quant.bits } : {}),
+      compressedWeights: ckpt.compression?.weights.size ?? 0,
+      fileBytes: ckpt.fileBytes,
+      denseFp16Bytes: parameters * 2,
+    },
     tensors,
     totals: { tensors: tensors.length, parameters, zeros, sparsity: parameters ? zeros / parameters : 0, matrices },
   };

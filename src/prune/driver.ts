@@ -16,6 +16,7 @@ import { sparsegptPrune } from './sparsegpt.js';
 import { GramAccumulator, ColumnNormAccumulator } from './stats.js';
 import { globMatcher } from './glob.js';
 import { nmHoldsWithTail } from './pattern-check.js';
+import type { FiniteGuard } from '../run/finite.js';
 import { ShearsError, usageError } from '../errors.js';
 
 export type Method = 'magnitude' | 'random' | 'wanda' | 'sparsegpt';
@@ -32,8 +33,12 @@ export interface PruneOptions {
   blocksize?: number;
   damp?: number;
   seed?: number;
+  /** SparseGPT: quantize jointly inside the column loop to this many bits (other methods: see job.ts). */
+  wbits?: number;
   /** Also prune the LM head (refused when it is tied to the embedding). */
   includeLmHead?: boolean;
+  /** Hardening: checks activations, statistics and pruned weights for NaN/Inf (weights as read: see job.ts). */
+  finite?: FiniteGuard;
 }
 
 export interface LayerReport {
@@ -106,6 +111,7 @@ export async function pruneBlocks(arch: Architecture, src: TensorSource, windows
   let t = performance.now();
   if (calibrated) x = await arch.embed(loadWeights(src, arch.embedTensors()), windows!.ids, seq);
   timings.forward += (performance.now() - t) / 1000;
+  if (x) opts.finite?.check('the embeddings of the calibration windows (input of block 0)', x); // hardening: non-finite
 
   for (let b = 0; b < L; b++) {
     const w = loadWeights(src, arch.blockTensors(b));
@@ -123,18 +129,24 @@ export async function pruneBlocks(arch: Architecture, src: TensorSource, windows
         let statSeconds = 0;
         t = performance.now();
         // Only the forward's output is thrown away here: the next block's inputs come from the pruned re-run.
-        const scratch = new Float32Array(x!.length);
-        await runBlockOver(arch, b, w, x!, seq, scratch, async (inputs, n) => {
+        // Performance: null drops it (no x-sized scratch per block: fresh pages cost ~3.5 ms/MiB here).
+        await runBlockOver(arch, b, w, x!, seq, null, async (inputs, n) => {
           const s0 = performance.now();
           for (const [id, acc] of stats) await acc.add(inputs[id], inputs[id].length / acc.cols, n);
           statSeconds += (performance.now() - s0) / 1000;
         });
         timings.statistics += statSeconds;
         timings.forward += (performance.now() - t) / 1000 - statSeconds;
+        // Hardening: an input that overflowed float32 is named here, before it poisons a mask.
+        for (const [id, acc] of stats) {
+          const names = todo.filter((l) => l.input === id).map((l) => l.name).join(', ');
+          opts.finite?.check(`block ${b}: the input statistics of ${names}`, acc.result(), 'the activations entering these layers are not finite');
+        }
       }
       for (const l of todo) {
         t = performance.now();
         const r = await pruneLayer(l, w.get(l.tensor)!, stats.get(l.input), spec, opts, layers.length);
+        opts.finite?.check(`block ${b}: the pruned weights of ${l.tensor}`, w.get(l.tensor)!); // hardening: non-finite
         const seconds = (performance.now() - t) / 1000;
         layers.push({ block: b, ...r, seconds });
         timings.pruning += seconds;
@@ -147,6 +159,7 @@ export async function pruneBlocks(arch: Architecture, src: TensorSource, windows
       t = performance.now();
       await runBlockOver(arch, b, w, x!, seq, x!);
       timings.forward += (performance.now() - t) / 1000;
+      opts.finite?.check(`block ${b}: its output on the calibration windows`, x!, 'the activations overflow float32 in this block'); // hardening
     }
     await hooks.onBlockDone(b, w);
   }
@@ -201,7 +214,7 @@ async function pruneLayer(l: LinearLayer, stored: Float32Array, stats: Stats | u
         r = wandaPrune(weight, (stats as ColumnNormAccumulator).result(), spec);
         break;
       case 'sparsegpt':
-        r = await sparsegptPrune(weight, (stats as GramAccumulator).result(), spec, { blocksize: opts.blocksize, damp: opts.damp });
+        r = await sparsegptPrune(weight, (stats as GramAccumulator).result(), spec, { blocksize: opts.blocksize, damp: opts.damp, wbits: opts.wbits });
         break;
     }
   } catch (e) {

@@ -13,7 +13,8 @@
  *     pruned where score <= threshold (ties prune more, as in the reference). For N:M, at each block
  *     column i with i % M == 0, each row prunes the N smallest w²/d² of columns i..i+M-1 of the
  *     current (already updated) weights (nm.ts: ties by index; a tail group loses min(N, width));
- *  4. column i: q = w with pruned rows set to 0, err = (w − q)/d, later block columns
+ *  4. column i: q = w with pruned rows set to 0 (and, with wbits, rounded onto the row's grid,
+ *     found on the original W as the reference's find_params does), err = (w − q)/d, later block columns
  *     W1[:, j] −= err · U[i, j]; loss += (w − q)²/d² / 2;
  *  5. after the block, the lazy batch update W[:, i2:] −= Err1 · U[i1:i2, i2:] (the heavy product,
  *     through the engine's gemm).
@@ -31,12 +32,18 @@ import { choleskyInverseUpper, gemmAccumulate, NotPositiveDefiniteError } from '
 import { type PruneResult, type SparsitySpec, type Weight, checkSpec, checkWeight, countZeros, tailNote } from './spec.js';
 import { kthSmallest } from './select.js';
 import { markLowestInGroup } from './nm.js';
+import { findRowGrid, quantizeValue, type RowGrid } from '../quant/grid.js';
 
 export interface SparseGPTOptions {
   /** Columns per block (reference default 128); a multiple of M for N:M patterns. */
   blocksize?: number;
   /** Relative damping: this fraction of mean(diag H) is added to the diagonal (reference 0.01). */
   damp?: number;
+  /**
+   * Quantize jointly (reference --wbits): each kept weight is rounded onto its output row's min-max
+   * grid inside the column loop, and the pruning + rounding error is what flows to later columns.
+   */
+  wbits?: number;
 }
 
 export const DEFAULT_BLOCKSIZE = 128;
@@ -61,6 +68,8 @@ export async function sparsegptPrune(w: Weight, h: Float32Array | Float64Array, 
   const total = rows * n;
   if (total === 0) return { pruned: 0, total, loss: 0, damp: percdamp, retries: 0 };
 
+  // The grid comes from the weights as given, before dead columns are zeroed (reference order).
+  const grid = opts.wbits !== undefined ? findRowGrid(w.data, rows, n, opts.wbits) : undefined;
   const dead = new Uint8Array(n);
   let deadCount = 0;
   let diagSum = 0;
@@ -87,7 +96,7 @@ export async function sparsegptPrune(w: Weight, h: Float32Array | Float64Array, 
   let loss = 0;
   for (let i1 = 0; i1 < n; i1 += blocksize) {
     const i2 = Math.min(i1 + blocksize, n);
-    const block = pruneBlock(wt, rows, n, u, i1, i2, spec);
+    const block = pruneBlock(wt, rows, n, u, i1, i2, spec, grid);
     loss += block.loss;
     if (i2 < n) await lazyBatchUpdate(wt, rows, n, u, i1, i2, block.err);
   }
@@ -126,7 +135,7 @@ async function dampedInverseFactor(h: Float32Array | Float64Array, n: number, de
  * Prunes columns i1..i2 of the transposed weight `wt` in place (final values). Returns the block's
  * share of the reported loss and its errors Err1 in float32, [count, rows] (transposed like `wt`).
  */
-function pruneBlock(wt: Float32Array, rows: number, n: number, u: Float64Array, i1: number, i2: number, spec: SparsitySpec): { loss: number; err: Float32Array } {
+function pruneBlock(wt: Float32Array, rows: number, n: number, u: Float64Array, i1: number, i2: number, spec: SparsitySpec, grid?: RowGrid): { loss: number; err: Float32Array } {
   const count = i2 - i1;
   const w1 = new Float64Array(count * rows);
   for (let k = 0; k < w1.length; k++) w1[k] = wt[i1 * rows + k];
@@ -171,7 +180,7 @@ function pruneBlock(wt: Float32Array, rows: number, n: number, u: Float64Array, 
     const out = (i1 + i) * rows;
     for (let r = 0; r < rows; r++) {
       const v = w1[col + r];
-      const q = mask[col + r] ? 0 : v;
+      const q = mask[col + r] ? 0 : grid ? quantizeValue(grid, r, v) : v;
       const diff = v - q;
       loss += (diff * diff) / (di * di);
       e[r] = diff / di;

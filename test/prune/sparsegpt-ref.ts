@@ -59,8 +59,10 @@ export function refInverseUpper(h: Float64Array, n: number): Float64Array | null
 export type RefSpec = { kind: 'unstructured'; sparsity: number } | { kind: 'nm'; n: number; m: number };
 
 /** Returns the pruned W (float64, row-major), the mask and the reported error. */
-export function refSparseGPT(w0: Float32Array, rows: number, cols: number, h0: ArrayLike<number>, spec: RefSpec, blocksize: number, percdamp: number) {
+export function refSparseGPT(w0: Float32Array, rows: number, cols: number, h0: ArrayLike<number>, spec: RefSpec, blocksize: number, percdamp: number, wbits?: number) {
   const W = Float64Array.from(w0);
+  // quant.py's Quantizer.find_params(W, weight=True) on the weights as given (before dead columns are zeroed).
+  const quant = wbits === undefined ? undefined : refRowQuantizers(W, rows, cols, wbits);
   const H = Float64Array.from(h0);
   const n = cols;
   for (let j = 0; j < n; j++) {
@@ -107,7 +109,7 @@ export function refSparseGPT(w0: Float32Array, rows: number, cols: number, h0: A
       }
       for (let r = 0; r < rows; r++) {
         const wv = w1[r][i];
-        const q = mask1[r][i] ? 0 : wv;
+        const q = mask1[r][i] ? 0 : quant ? quant[r](wv) : wv;
         q1[r][i] = q;
         losses += (wv - q) ** 2 / d(i) ** 2 / 2;
         const e = (wv - q) / d(i);
@@ -128,4 +130,26 @@ export function refSparseGPT(w0: Float32Array, rows: number, cols: number, h0: A
     }
   }
   return { w: W, mask, loss: losses };
+}
+
+
+/** Per-row asymmetric min-max quantizers (range includes 0; all-zero rows use [-1, 1]); torch.round is half-to-even. */
+function refRowQuantizers(W: Float64Array, rows: number, cols: number, bits: number): ((x: number) => number)[] {
+  const maxq = 2 ** bits - 1;
+  const roundEven = (x: number) => {
+    const f = Math.floor(x);
+    return x - f < 0.5 ? f : x - f > 0.5 ? f + 1 : f % 2 === 0 ? f : f + 1;
+  };
+  return Array.from({ length: rows }, (_, r) => {
+    let xmin = 0;
+    let xmax = 0;
+    for (let c = 0; c < cols; c++) {
+      xmin = Math.min(xmin, W[r * cols + c]);
+      xmax = Math.max(xmax, W[r * cols + c]);
+    }
+    if (xmin === 0 && xmax === 0) [xmin, xmax] = [-1, 1];
+    const scale = (xmax - xmin) / maxq;
+    const zero = roundEven(-xmin / scale);
+    return (x: number) => scale * (Math.min(maxq, Math.max(0, roundEven(x / scale) + zero)) - zero);
+  });
 }

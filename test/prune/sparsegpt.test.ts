@@ -126,6 +126,23 @@ describe('SparseGPT matches a float64 transcription of the reference', () => {
     });
   }
 
+  for (const [name, spec, wbits] of [['unstructured 50% + 4-bit', { kind: 'unstructured', sparsity: 0.5 }, 4], ['2:4 + 8-bit', { kind: 'nm', n: 2, m: 4 }, 8]] as const) {
+    it(`joint quantization (--wbits): ${name}`, async () => {
+      const rows = 16, cols = 64, tokens = 192;
+      const h = gram(correlatedInputs(tokens, cols, 5), tokens, cols, 3);
+      const w = randomMatrix(rows, cols, 11);
+      const ref = refSparseGPT(w, rows, cols, h, spec, 32, 0.01, wbits);
+      const res = await sparsegptPrune({ data: w, rows, cols }, h, spec, { blocksize: 32, wbits });
+      let maskMismatch = 0;
+      for (let i = 0; i < w.length; i++) if ((ref.w[i] === 0) !== (w[i] === 0)) maskMismatch++;
+      expect(maskMismatch).toBe(0);
+      expect(relDiff(w, ref.w)).toBeLessThan(1e-4);
+      expect(Math.abs(res.loss! - ref.loss) / ref.loss).toBeLessThan(1e-4);
+      // Every row holds at most 2^wbits distinct values, 0 among them.
+      for (let r = 0; r < rows; r++) expect(new Set(w.subarray(r * cols, (r + 1) * cols)).size).toBeLessThanOrEqual(2 ** wbits);
+    });
+  }
+
   it('rejects a blocksize that is not a multiple of M for N:M', async () => {
     const w = { data: new Float32Array(4 * 12), rows: 4, cols: 12 };
     const h = new Float32Array(144);

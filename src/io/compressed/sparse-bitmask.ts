@@ -52,11 +52,13 @@ export function readBitmask(bitmask: Uint8Array, rowOffsets: BigInt64Array | nul
   let total = 0;
   if (rowOffsets) {
     if (rowOffsets.length !== rows) throw complain('row_offsets', `has ${rowOffsets.length} entries but the weight has ${rows} rows`);
+    for (let r = 1; r < rows; r++) {
+      if (rowOffsets[r] < rowOffsets[r - 1]) {
+        throw complain('row_offsets', `is not monotone: row ${r} starts at ${rowOffsets[r]}, before row ${r - 1} (${rowOffsets[r - 1]})`);
+      }
+    }
     for (let r = 0; r < rows; r++) {
       const off = rowOffsets[r];
-      if (r > 0 && off < rowOffsets[r - 1]) {
-        throw complain('row_offsets', `is not monotone: row ${r} starts at ${off}, before row ${r - 1} (${rowOffsets[r - 1]})`);
-      }
       if (off !== BigInt(total)) {
         throw complain('row_offsets', `row ${r} starts at ${off} but the bitmask rows before it hold ${total} values`);
       }
