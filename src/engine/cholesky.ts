@@ -3,13 +3,16 @@
  * float64 GEMMs and only diagonal blocks of ≤ LEAF in JavaScript.
  *
  * Precision design. The products run in float64, never float32. Measured on damped Gram matrices
- * H = XᵀX·2/N + δ·mean(diag)·I with low-rank-plus-noise X and outlier channels (n = 512, 1024; δ chosen for
- * the condition number), max |U − U_ref| / max |U_ref| of choleskyInverseUpper against LAPACK in float64:
+ * H = XᵀX·2/N + δ·mean(diag)·I with low-rank-plus-noise X and outlier channels, δ chosen for the condition
+ * number; error = max |U − U_ref| / max |U_ref| of choleskyInverseUpper against an unblocked float64 reference.
+ * The float32 rows come from a numpy/OpenBLAS model of this blocked algorithm (n = 512, 1024) with the
+ * products rounded to float32; the float64 row is this file (bench-engine precision sweep, n = 1024):
  *
- *     cond(H)                          1e3       1e4       1e5       1e6
- *     float32 trailing products        1–2e-6    1–2e-5    1e-4      1e-3
- *     float32 hi+lo split (3 GEMMs)    same      same      same      same
- *     float64 products (this file)     1e-14     1e-13     1e-12     1e-11
+ *     cond(H)                                  1e3       1e4       1e5       1e6
+ *     float32 trailing products (numpy)        1–2e-6    1–2e-5    1e-4      1e-3
+ *     float32 hi+lo split, 3 GEMMs (numpy)     same      same      same      same
+ *     cond(H)                                  2.6e3     2.6e4     2.6e5     2.6e6
+ *     float64 products (this file)             6e-14     4e-13     1.3e-12   3.6e-12
  *
  * The float32 error grows like cond·eps32: the Schur complements A22 − L21·L21ᵀ cancel, and the error is set
  * by the float32 *accumulation* inside the GEMM, so splitting the inputs into hi+lo float32 parts buys nothing
@@ -56,7 +59,10 @@ const LEAF = 128;
 const CHUNK_ELEMS = OUT_CHUNK_BYTES / 8;
 
 export interface FactorOptions {
-  /** Result array (n² elements) to write instead of allocating one; first touch of a fresh 4096² array costs ~0.3 s here. */
+  /**
+   * Result array (n² elements) to write instead of allocating one (first touch of a fresh 4096² array costs
+   * ~0.3 s here). It may be the input matrix itself, which is then overwritten.
+   */
   out?: Float64Array;
 }
 
@@ -253,11 +259,11 @@ export function cholesky(a: Float64Array | Float32Array, n: number, opts: Factor
   checkSquare('cholesky', a, n);
   return serial(async () => {
     const out = resultArray('cholesky', n, opts.out);
-    if (opts.out) out.fill(0);
     const mark = scratch64.mark();
     try {
       const w = scratch64.alloc(n * n);
       w.set(a);
+      if (opts.out) out.fill(0);
       await factor({ w, n, lout: out, pivot: (k) => k }, 0, n, false);
     } finally {
       scratch64.release(mark);

@@ -87,6 +87,9 @@ export async function gemmInto(
     if (dtypeOf(x) !== dtype) throw new TypeError('gemm: all operands must share one dtype');
   }
   if (overlaps(y, a) || overlaps(y, b)) throw new RangeError('gemm: output overlaps an input factor');
+  if (c && overlaps(c, y) && (c.byteOffset !== y.byteOffset || c.length !== y.length)) {
+    throw new RangeError('gemm: C overlaps the output without being the same array');
+  }
   if (M === 0 || N === 0) return;
   if (K === 0) {
     // ORT's behaviour on empty inner dimensions is not worth depending on: the product is zero.

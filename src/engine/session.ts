@@ -2,7 +2,9 @@
  * onnxruntime-node sessions, one per graph shape, cached for the life of the process.
  * intraOpNumThreads must be set explicitly: left unset, MLAS ran effectively single-threaded here.
  */
+import { readdirSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
+import { basename, dirname, join } from 'node:path';
 import ort from 'onnxruntime-node';
 
 export type Feeds = Record<string, ort.Tensor>;
@@ -10,8 +12,12 @@ export type Fetches = Record<string, ort.Tensor>;
 
 const sessions = new Map<string, Promise<ort.InferenceSession>>();
 
+/** Set while onnxruntime's profiler is on (benchmarks only): where sessions write their JSON traces. */
+let profilePrefix: string | undefined;
+
 function sessionOptions(): ort.InferenceSession.SessionOptions {
   return {
+    ...(profilePrefix ? { enableProfiling: true, profileFilePrefix: profilePrefix } : {}),
     intraOpNumThreads: Number(process.env.SHEARS_THREADS) || availableParallelism(),
     interOpNumThreads: 1,
     executionMode: 'sequential',
@@ -59,4 +65,28 @@ export async function run(s: ort.InferenceSession, feeds: Feeds, into: Fetches =
 
 export function clearSessions(): void {
   sessions.clear();
+}
+
+/**
+ * Turns onnxruntime's per-node profiler on for every session built from now on; the cached sessions are
+ * dropped so that each graph is recompiled with it. For benchmarks only: profiling slows runs. Each
+ * session writes `<filePrefix>_<timestamp>.json` (Chrome trace format) when `stopProfiling` is called.
+ */
+export function startProfiling(filePrefix: string): void {
+  profilePrefix = filePrefix;
+  clearSessions();
+}
+
+/** Ends profiling: flushes every profiled session's trace, drops the sessions, returns the trace files. */
+export async function stopProfiling(): Promise<string[]> {
+  const prefix = profilePrefix;
+  if (prefix === undefined) return [];
+  for (const s of sessions.values()) (await s).endProfiling();
+  profilePrefix = undefined;
+  clearSessions();
+  const dir = dirname(prefix);
+  const stem = basename(prefix);
+  return readdirSync(dir)
+    .filter((f) => f.startsWith(stem) && f.endsWith('.json'))
+    .map((f) => join(dir, f));
 }

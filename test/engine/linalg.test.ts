@@ -3,7 +3,9 @@
  * Float32 products are compared with the float64 product of the same float32 inputs; the float64
  * factorisations with the float64 definitions (choleskyInverseUpper: cholesky(cholesky_inverse(cholesky(H))),
  * upper), including sizes that are not multiples of the 128-wide diagonal blocks and products big enough to
- * be split into several ORT runs.
+ * be split into several ORT runs. The damped Gram matrices have condition numbers of about 3e3 (damping
+ * 0.01), 2e4 (0.001) and 3e5 (0.0001); observed errors are ~1e-13–1e-12, the bounds leave room for other
+ * BLAS builds.
  */
 import { describe, expect, it } from 'vitest';
 import {
@@ -170,6 +172,8 @@ describe('matmul (float32)', () => {
     const a = randomF32(6, 1);
     expect(() => matmul(a, [2, 3], a, [2, 3])).toThrow(/op\(A\) is 2×3 but op\(B\) is 2×3/);
     expect(() => matmul(a, [2, 3], a, [3, 2], { out: new Float32Array(3) })).toThrow(/out has 3 elements/);
+    const sq = randomF32(4, 2);
+    await expect(matmul(sq, [2, 2], randomF32(4, 3), [2, 2], { out: sq })).rejects.toThrow(/overlaps an input/);
   });
 
   it('an empty inner dimension gives zeros', async () => {
@@ -230,7 +234,7 @@ describe('accumulateGram (float32)', () => {
     expect(relErr(h, want)).toBeLessThan(1e-6);
   });
 
-  it('a Gram matrix too big for one ORT output (1100² float32) is still exact and symmetric in value', async () => {
+  it('a Gram matrix too big for one ORT output (1100² float32, few rows) is written in several runs', async () => {
     const n = 1100;
     const rows = 12;
     const x = randomF32(rows * n, 16);
@@ -238,6 +242,27 @@ describe('accumulateGram (float32)', () => {
     await accumulateGram(h, n, x, rows);
     const g = refProduct(x, [rows, n], x, [rows, n], true, false);
     expect(relErr(h, Float64Array.from(g, (v) => v + 1))).toBeLessThan(1e-6);
+  });
+
+  it('many rows into a large h (the lower-triangle-and-mirror path) match and stay exactly symmetric', async () => {
+    const n = 1030;
+    const rows = 520;
+    const x = randomF32(rows * n, 17);
+    const h = randomF32(n * n, 18);
+    for (let i = 0; i < n; i++) for (let j = 0; j < i; j++) h[i * n + j] = h[j * n + i];
+    const want = Float64Array.from(h);
+    for (let r = 0; r < rows; r++) {
+      const xr = x.subarray(r * n, (r + 1) * n);
+      for (let i = 0; i < n; i++) {
+        const xi = xr[i];
+        for (let j = 0; j < n; j++) want[i * n + j] += xi * xr[j];
+      }
+    }
+    await accumulateGram(h, n, x, rows);
+    expect(relErr(h, want)).toBeLessThan(1e-6);
+    let asymmetric = 0;
+    for (let i = 0; i < n; i++) for (let j = 0; j < i; j++) if (h[i * n + j] !== h[j * n + i]) asymmetric++;
+    expect(asymmetric).toBe(0);
   });
 
   it('zero rows is a no-op; a wrong-sized x throws', async () => {
@@ -253,8 +278,12 @@ describe('cholesky (float64)', () => {
     it(`matches Cholesky–Crout at n = ${n}`, async () => {
       const h = Float64Array.from(dampedGram(n, Math.max(4, n >> 1), Math.max(1, n >> 3), 0.01, seed));
       const l = await cholesky(h, n);
-      expect(relErr(l, refCholesky(h, n))).toBeLessThan(1e-11);
+      const ref = refCholesky(h, n);
+      expect(relErr(l, ref)).toBeLessThan(1e-11);
       for (let i = 0; i < n; i++) for (let j = i + 1; j < n; j++) expect(l[i * n + j]).toBe(0);
+      // In place, and into the same out again.
+      expect(await cholesky(h, n, { out: h })).toBe(h);
+      expect(relErr(h, ref)).toBeLessThan(1e-11);
     });
   }
 
@@ -302,6 +331,10 @@ describe('choleskyInverseUpper (float64)', () => {
     const out = new Float64Array(n * n).fill(7);
     expect(await choleskyInverseUpper(h, n, { out })).toBe(out);
     expect(relErr(out, refInverseUpper(h, n))).toBeLessThan(1e-9);
+    // In place: the float64 input itself as the result (what the SparseGPT driver does).
+    const hd = Float64Array.from(h);
+    expect(await choleskyInverseUpper(hd, n, { out: hd })).toBe(hd);
+    expect(relErr(hd, refInverseUpper(h, n))).toBeLessThan(1e-9);
     const bad = Float32Array.from(h);
     bad[5 * n + 5] = -bad[5 * n + 5];
     const err = await choleskyInverseUpper(bad, n).catch((e: unknown) => e);
@@ -310,11 +343,32 @@ describe('choleskyInverseUpper (float64)', () => {
   });
 });
 
+describe('concurrent calls', () => {
+  it('share scratch memory safely (calls are serialised)', async () => {
+    const n = 190;
+    const h1 = dampedGram(n, 90, 20, 0.01, 21);
+    const h2 = dampedGram(n, 80, 25, 0.001, 22);
+    const a = randomF32(300 * 40, 23);
+    const [u1, u2, c] = await Promise.all([choleskyInverseUpper(h1, n), choleskyInverseUpper(h2, n), matmul(a, [300, 40], a, [300, 40], { transA: true })]);
+    expect(relErr(u1, refInverseUpper(h1, n))).toBeLessThan(1e-9);
+    expect(relErr(u2, refInverseUpper(h2, n))).toBeLessThan(1e-9);
+    expect(relErr(c, refProduct(a, [300, 40], a, [300, 40], true, false))).toBeLessThan(1e-6);
+  });
+});
+
 describe('invertSpd (float64)', () => {
   for (const [n, seed] of [[3, 1], [129, 2], [260, 3]]) {
-    it(`equals L⁻ᵀL⁻¹ at n = ${n}`, async () => {
+    it(`equals L⁻ᵀL⁻¹ at n = ${n}, also in place`, async () => {
       const h = dampedGram(n, Math.max(4, n >> 1), Math.max(1, n >> 3), 0.01, seed);
-      expect(relErr(await invertSpd(h, n), refInverse(h, n))).toBeLessThan(1e-9);
+      const ref = refInverse(h, n);
+      expect(relErr(await invertSpd(h, n), ref)).toBeLessThan(1e-9);
+      const hd = Float64Array.from(h);
+      expect(await invertSpd(hd, n, { out: hd })).toBe(hd);
+      expect(relErr(hd, ref)).toBeLessThan(1e-9);
     });
   }
+
+  it('throws NotPositiveDefiniteError for an indefinite matrix', async () => {
+    await expect(invertSpd(Float64Array.of(4, 0, 0, 0, -1, 0, 0, 0, 9), 3)).rejects.toThrow(/pivot 1 of 3 is -1/);
+  });
 });
