@@ -1,18 +1,76 @@
 #!/usr/bin/env node
-// Launcher: run the TypeScript CLI through tsx so that no build step is needed after `npm ci`.
-import { spawnSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+// Launcher: run the TypeScript CLI under tsx's loader so that no build step is needed after `npm ci`.
+//
+// One child process (node with tsx's loader; the tsx CLI would add a process of its own in between).
+// Signals: SIGINT/SIGTERM/SIGHUP sent to this launcher are passed on; the CLI then removes its unfinished
+// output and exits with 128 + the signal number, which becomes our exit code. A CLI busy in long
+// synchronous work (an export, a large write) cannot run its handler, so after a grace period it is
+// killed and the temporary files and folders it reported over the IPC channel are removed here.
+import { spawn } from 'node:child_process';
+import { existsSync, renameSync, rmSync } from 'node:fs';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { dirname, join } from 'node:path';
 import { createRequire } from 'node:module';
+import { constants } from 'node:os';
 
+// How long a stopped run may take to clean up by itself before it is killed (tests shorten it).
+const GRACE_MS = Number.isFinite(Number(process.env.SHEARS_STOP_GRACE_MS)) && process.env.SHEARS_STOP_GRACE_MS !== '' ? Number(process.env.SHEARS_STOP_GRACE_MS) : 3000;
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(import.meta.url);
-const tsxCli = require.resolve('tsx/cli');
+const loader = pathToFileURL(require.resolve('tsx')).href;
 // glibc returns freed pages to the OS eagerly; re-touching fresh pages costs ~3.5 ms/MiB here,
 // so keep large blocks in the heap between onnxruntime calls.
-const env = { MALLOC_MMAP_MAX_: '0', MALLOC_TRIM_THRESHOLD_: String(1 << 30), ...process.env };
-const r = spawnSync(process.execPath, [tsxCli, join(root, 'src/cli/main.ts'), ...process.argv.slice(2)], {
-  stdio: 'inherit',
+const env = { MALLOC_MMAP_MAX_: '0', MALLOC_TRIM_THRESHOLD_: String(1 << 30), ...process.env, SHEARS_TEMP_IPC: '1' };
+const child = spawn(process.execPath, ['--import', loader, join(root, 'src/cli/main.ts'), ...process.argv.slice(2)], {
+  stdio: ['inherit', 'inherit', 'inherit', 'ipc'],
   env,
 });
-process.exit(r.status ?? (r.signal ? 128 : 1));
+
+/** Temporary path → the final path to put it back to (a previous output set aside), as src/io/atomic.ts reports them. */
+const pending = new Map();
+child.on('message', (m) => {
+  if (m && m.shearsTemp === 'add' && typeof m.path === 'string') pending.set(m.path, m.restore);
+  else if (m && m.shearsTemp === 'release') pending.delete(m.path);
+});
+
+/** The same rule as removeTemporaries in src/io/atomic.ts. */
+function removeTemporaries() {
+  let removed = 0;
+  for (const [path, restore] of pending) {
+    try {
+      if (!existsSync(path)) continue;
+      if (typeof restore === 'string' && !existsSync(restore)) renameSync(path, restore);
+      else rmSync(path, { recursive: true, force: true });
+      removed++;
+    } catch {
+      // best effort while exiting
+    }
+  }
+  pending.clear();
+  return removed;
+}
+
+let received;
+let killTimer;
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.on(signal, () => {
+    // A terminal's Ctrl-C reaches both processes; passing it on again is harmless (the child stops once).
+    child.kill(signal);
+    if (received) return;
+    received = signal;
+    killTimer = setTimeout(() => child.kill('SIGKILL'), GRACE_MS);
+  });
+}
+child.on('error', (e) => {
+  process.stderr.write(`shears: cannot start node for the CLI (${e.message})\n`);
+  process.exit(70);
+});
+child.on('exit', (code, signal) => {
+  clearTimeout(killTimer);
+  const removed = removeTemporaries();
+  if (signal && received) {
+    process.stderr.write(`\nshears: stopped by ${received} (killed after ${GRACE_MS / 1000} s in uninterruptible work; removed ${removed} unfinished temporary output(s))\n`);
+  }
+  const stoppedBy = received ?? signal;
+  process.exit(code ?? 128 + (stoppedBy ? constants.signals[stoppedBy] ?? 0 : 0));
+});

@@ -6,12 +6,13 @@
  * keys equal to the class default left out) and transformers 5 (`dtype`, a `rope_parameters` object,
  * `tie_word_embeddings` written out).
  */
-import { fileError, type ShearsError } from '../errors.js';
+import { fileError, preview, type ShearsError } from '../errors.js';
 
 type Json = Record<string, unknown>;
 
+/** A value from config.json in a message: cut short, safe on any value (see preview). */
 function show(v: unknown): string {
-  return JSON.stringify(v) ?? String(v);
+  return preview(v);
 }
 
 export class ConfigReader {

@@ -7,6 +7,7 @@
  */
 import { GraphBuilder } from '../engine/graph.js';
 import { tensor, type Feeds } from '../engine/session.js';
+import { preview } from '../errors.js';
 import { ConfigReader, readHeads, readRope } from './config.js';
 import { activation, attentionInputs, causalAttention, causalMask, isActivation, linear, rmsNorm, rotary, ropeTables, splitHeads, ACTIVATIONS, type Activation } from './ops.js';
 import { headFinal, headLayer, gatherRows, headLogits, headNll, runBlockGraph, tokensOf, weightFeed, type BuiltBlock, type HeadGraph } from './runtime.js';
@@ -27,8 +28,9 @@ interface LlamaOptions {
   oBias: boolean;
   mlpBias: boolean;
   qkNorm: boolean;
-  /** Sliding-window size per layer (undefined = full causal attention). */
-  windows: (number | undefined)[];
+  /** Sliding-window size of a layer (undefined = full causal attention). A function, not an array of
+   *  num_hidden_layers entries: the config is read before the weights confirm the layer count. */
+  windows: (layer: number) => number | undefined;
 }
 
 export function createLlama(config: Record<string, unknown>, configPath: string): Architecture {
@@ -75,24 +77,24 @@ export function createLlama(config: Record<string, unknown>, configPath: string)
  * use it only where `layer_types` says "sliding_attention", or (older configs) when use_sliding_window is
  * set, for layers ≥ max_window_layers.
  */
-function slidingWindows(c: ConfigReader, modelType: LlamaType, layers: number): (number | undefined)[] {
-  const none = Array<number | undefined>(layers).fill(undefined);
+function slidingWindows(c: ConfigReader, modelType: LlamaType, layers: number): (layer: number) => number | undefined {
+  const none = (): undefined => undefined;
   if (modelType === 'llama' || !c.has('sliding_window')) return none;
   const window = c.int('sliding_window');
-  if (modelType === 'mistral') return none.map(() => window);
+  if (modelType === 'mistral') return () => window;
   const types = c.strings('layer_types');
   if (types) {
     if (types.length !== layers) throw c.error('layer_types', `has ${types.length} entries for ${layers} layers`);
-    return types.map((t) => (t === 'sliding_attention' ? window : undefined));
+    return (i) => (types[i] === 'sliding_attention' ? window : undefined);
   }
   if (!c.bool('use_sliding_window', false)) return none;
   const from = c.has('max_window_layers') ? nonNegative(c, 'max_window_layers') : 28; // the class default
-  return none.map((_, i) => (i >= from ? window : undefined));
+  return (i) => (i >= from ? window : undefined);
 }
 
 function nonNegative(c: ConfigReader, field: string): number {
   const v = c.config[field];
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw c.error(field, `must be a non-negative integer, got ${JSON.stringify(v)}`);
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw c.error(field, `must be a non-negative integer, got ${preview(v)}`);
   return v;
 }
 
@@ -224,7 +226,7 @@ class LlamaArchitecture implements Architecture {
     const rope = ropeTables(seq, D, this.o.ropeTheta);
     const feeds: Feeds = {
       x: tensor(x, [tokens, h]),
-      mask: tensor(causalMask(seq, this.o.windows[i]), [seq, seq]),
+      mask: tensor(causalMask(seq, this.o.windows(i)), [seq, seq]),
       cos: tensor(rope.cos, [seq, D]),
       sin: tensor(rope.sin, [seq, D]),
       ln1: weightFeed(w, `${p}input_layernorm.weight`, [h]),

@@ -1,7 +1,7 @@
 /**
  * config.json model_type → architecture adapter. Adding a family = one file plus one entry here.
  */
-import { fileError } from '../errors.js';
+import { fileError, preview } from '../errors.js';
 import { createGpt2 } from './gpt2.js';
 import { createGptNeox } from './gpt-neox.js';
 import { createLlama } from './llama.js';
@@ -34,7 +34,7 @@ export function architectureFor(config: Record<string, unknown>, configPath: str
   }
   const factory = typeof type === 'string' && Object.hasOwn(FACTORIES, type) ? FACTORIES[type] : undefined;
   if (!factory) {
-    throw fileError(configPath, `model_type ${JSON.stringify(type)} is not supported (supported: ${SUPPORTED_MODEL_TYPES.join(', ')})`);
+    throw fileError(configPath, `model_type ${preview(type)} is not supported (supported: ${SUPPORTED_MODEL_TYPES.join(', ')})`);
   }
   return factory(config, configPath, tensors);
 }

@@ -38,15 +38,18 @@ export interface BuiltBlock {
 const names = new Map<string, { out: string; captures: Record<string, string> }>();
 const scratch = new Map<string, Float32Array>();
 
-/** A reusable buffer of `length` floats for (key, id); replaced when the length changes. */
+/**
+ * A reusable buffer of `length` floats for (key, id), grown when too small. Kept at its largest: a shorter
+ * last micro-batch would otherwise replace it twice per block pass, and fresh pages are what cost here.
+ */
 function scratchBuffer(key: string, length: number): Float32Array {
   let b = scratch.get(key);
-  if (!b || b.length !== length) {
+  if (!b || b.length < length) {
     scratch.delete(key); // let the old one go before allocating the new one
     b = new Float32Array(length);
     scratch.set(key, b);
   }
-  return b;
+  return b.subarray(0, length);
 }
 
 export interface BlockCall {

@@ -6,7 +6,9 @@ import { parseSparsitySpec, describeSpec } from '../prune/spec.js';
 import { METHODS, type Method } from '../prune/driver.js';
 import { runPrune } from '../prune/job.js';
 import { evaluateModel } from '../eval/evaluate.js';
+import { checkDatasetRef } from '../data/datasets.js';
 import { formatPruneSummary } from '../report/prune-summary.js';
+import { writeLayerPlot } from '../report/layer-plot.js';
 import { WEIGHT_FORMATS, type WeightFormat } from '../io/compressed/names.js';
 
 interface Args {
@@ -25,6 +27,8 @@ interface Args {
   blocksize: number;
   damp: number;
   'true-sequential': boolean;
+  'include-lm-head': boolean;
+  'allow-nonfinite': boolean;
   skip: string[];
   'layer-sparsity'?: string;
   eval?: string;
@@ -32,6 +36,7 @@ interface Args {
   json: boolean;
   format: string;
   wbits?: number;
+  plot: boolean;
 }
 
 /** --layer-sparsity: a JSON array (one value per block, null = default) or an object {"block": value}. */
@@ -75,6 +80,8 @@ export const pruneCommand: CommandModule<object, Args> = {
       .option('save-calib-tokens', { type: 'string', describe: 'save the drawn windows to this safetensors file' })
       .option('blocksize', { type: 'number', default: 128, describe: 'SparseGPT column block size' })
       .option('damp', { type: 'number', default: 0.01, describe: 'SparseGPT dampening, fraction of mean(diag H)' })
+      .option('allow-nonfinite', { type: 'boolean', default: false, describe: 'go on past NaN/Inf in weights or activations (listed in shears-report.json)' })
+      .option('include-lm-head', { type: 'boolean', default: false, describe: 'also prune the LM head (not when tied to the embedding)' })
       .option('true-sequential', { type: 'boolean', default: false, describe: 'prune attention/MLP sub-groups in order, re-running between them' })
       .option('skip', { type: 'string', array: true, default: [], describe: 'globs over "<block>.<layer>" or tensor names to keep dense' })
       .option('layer-sparsity', { type: 'string', describe: 'JSON per-block sparsity, e.g. [0.3,0.5,0.6] or {"0":0.3}' })
@@ -82,6 +89,7 @@ export const pruneCommand: CommandModule<object, Args> = {
       .option('eval-max-tokens', { type: 'number', describe: 'with --eval: only the first N tokens' })
       .option('format', { type: 'string', default: 'dense', choices: WEIGHT_FORMATS as unknown as string[], describe: 'weight format of the output (see shears export)' })
       .option('wbits', { type: 'number', choices: [4, 8], describe: 'also quantize the pruned weights to 4 or 8 bits (per-row asymmetric grid)' })
+      .option('plot', { type: 'boolean', default: false, describe: 'also write the per-layer plot (shears-layers.svg) beside the report' })
       .option('json', { type: 'boolean', default: false, describe: 'print the summary as one JSON object' }),
   handler: async (a) => {
     const spec = parseSparsitySpec({ sparsity: a.sparsity, pattern: a.pattern });
@@ -89,25 +97,33 @@ export const pruneCommand: CommandModule<object, Args> = {
     if (!Number.isInteger(a.blocksize) || a.blocksize < 1) throw usageError(`--blocksize must be a positive integer, got ${a.blocksize}`);
     if (!(a.damp >= 0)) throw usageError(`--damp must be >= 0, got ${a.damp}`);
     if (!Number.isInteger(a.seed) || a.seed < 0) throw usageError(`--seed must be a non-negative integer, got ${a.seed}`);
+    // Datasets are checked before the model is opened: an --eval typo must not surface after the pruning.
+    if (!a['calib-tokens']) checkDatasetRef(a.calibration, '--calibration dataset');
+    if (a.eval !== undefined) checkDatasetRef(a.eval, '--eval dataset');
     const out = a.out ?? `${basename(a.model.replace(/\/+$/, ''))}-${method}-${describeSpec(spec).replace(/[:%]/g, '')}`;
     const progress = a.json ? undefined : (m: string) => process.stderr.write(`\r${m}\x1b[K`);
     const report = await runPrune({
       model: a.model, out, overwrite: a.overwrite, method, spec,
       layerSparsity: parseLayerSparsity(a['layer-sparsity'], undefined),
-      skip: a.skip, trueSequential: a['true-sequential'], blocksize: a.blocksize, damp: a.damp, seed: a.seed,
+      skip: a.skip, trueSequential: a['true-sequential'], includeLmHead: a['include-lm-head'], blocksize: a.blocksize, damp: a.damp, seed: a.seed,
       calibration: a.calibration, nsamples: a.nsamples, seqlen: a.seqlen,
       calibTokens: a['calib-tokens'], saveCalibTokens: a['save-calib-tokens'],
       format: a.format as WeightFormat, wbits: a.wbits,
       command: ['shears', ...process.argv.slice(2)].join(' '),
+      allowNonfinite: a['allow-nonfinite'],
       onProgress: progress,
     });
+    const plot = a.plot ? writeLayerPlot(report, out) : undefined;
     let evals;
     if (a.eval) {
-      const dense = await evaluateModel({ model: a.model, dataset: a.eval, maxTokens: a['eval-max-tokens'], onProgress: progress });
-      const pruned = await evaluateModel({ model: out, dataset: a.eval, maxTokens: a['eval-max-tokens'], onProgress: progress });
+      const allowNonfinite = a['allow-nonfinite'];
+      const dense = await evaluateModel({ model: a.model, dataset: a.eval, maxTokens: a['eval-max-tokens'], allowNonfinite, onProgress: progress });
+      const pruned = await evaluateModel({ model: out, dataset: a.eval, maxTokens: a['eval-max-tokens'], allowNonfinite, onProgress: progress });
       evals = { dense, pruned };
     }
     if (progress) process.stderr.write('\r\x1b[K');
-    process.stdout.write(a.json ? JSON.stringify({ ...report, eval: evals }, null, 2) + '\n' : formatPruneSummary(report, evals));
+    const f = report.nonFinite[0];
+    if (f) process.stderr.write(`shears: warning: NaN/Inf found in ${report.nonFinite.length} place(s), first in ${f.where} (see "nonFinite" in shears-report.json)\n`);
+    process.stdout.write(a.json ? JSON.stringify({ ...report, eval: evals, plot }, null, 2) + '\n' : formatPruneSummary(report, evals) + (plot ? `per-layer plot: ${plot}\n` : ''));
   },
 };

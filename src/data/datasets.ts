@@ -91,15 +91,21 @@ function readUtf8(path: string): string {
   }
 }
 
-/** A named set ("c4", "wikitext2", "tinystories") or a .txt / .jsonl file. */
-export function loadCorpus(ref: string, purpose: Purpose): Corpus {
-  const named = NAMED_SETS[ref];
-  if (named) return named.read(join(CALIBRATION_DIR, named.files[purpose]), ref);
+/** Throws a usage error (exit 2) unless `ref` names a shipped set or an existing file; reads nothing. */
+export function checkDatasetRef(ref: string, option = 'dataset'): void {
+  if (Object.hasOwn(NAMED_SETS, ref)) return;
   if (!existsSync(ref) || !statSync(ref).isFile()) {
     throw usageError(
-      `unknown dataset "${ref}": use one of ${Object.keys(NAMED_SETS).join(', ')} or the path of a .txt or .jsonl file`,
+      `unknown ${option} "${ref}": use one of ${Object.keys(NAMED_SETS).join(', ')} or the path of a .txt or .jsonl file`,
     );
   }
+}
+
+/** A named set ("c4", "wikitext2", "tinystories") or a .txt / .jsonl file. */
+export function loadCorpus(ref: string, purpose: Purpose): Corpus {
+  const named = Object.hasOwn(NAMED_SETS, ref) ? NAMED_SETS[ref] : undefined;
+  if (named) return named.read(join(CALIBRATION_DIR, named.files[purpose]), ref);
+  checkDatasetRef(ref);
   const ext = extname(ref).toLowerCase();
   const corpus = ext === '.jsonl' ? readJsonl(ref, ref) : readPlain(ref, ref);
   if (corpus.kind === 'text' && corpus.text.trim() === '') throw fileError(ref, 'is empty');

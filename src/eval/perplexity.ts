@@ -6,6 +6,7 @@
 import type { Architecture, TensorSource } from '../arch/types.js';
 import { usageError } from '../errors.js';
 import { loadWeights, runBlockOver } from '../run/blocks.js';
+import type { FiniteGuard } from '../run/finite.js';
 
 export interface PerplexityResult {
   windows: number;
@@ -26,6 +27,8 @@ export interface PerplexityOptions {
   /** Hidden-state bytes held at once; windows beyond it are evaluated in successive groups. */
   activationBudgetBytes?: number;
   onProgress?: (done: { block: number; blocks: number; group: number; groups: number }) => void;
+  /** Checks each block's output and the per-token NLL for NaN/Inf (weights: check them in `src`). */
+  finite?: FiniteGuard;
 }
 
 export async function perplexity(arch: Architecture, src: TensorSource, stream: Int32Array, seqlen: number, opts: PerplexityOptions = {}): Promise<PerplexityResult> {
@@ -50,11 +53,13 @@ export async function perplexity(arch: Architecture, src: TensorSource, stream: 
     const x = await arch.embed(embedW, ids, seqlen);
     for (let i = 0; i < L; i++) {
       await runBlockOver(arch, i, loadWeights(src, arch.blockTensors(i)), x, seqlen, x);
+      opts.finite?.check(`block ${i}: its output on the evaluation windows`, x, 'the activations overflow float32 in this block');
       opts.onProgress?.({ block: i + 1, blocks: L, group: g + 1, groups });
     }
     const targets = new Int32Array(ids.length);
     for (let t = 0; t < ids.length; t++) targets[t] = (t + 1) % seqlen === 0 ? -1 : ids[t + 1];
     const nll = await arch.nll(headW, x, seqlen, targets);
+    opts.finite?.check('the next-token log-likelihoods (final norm and LM head)', nll);
     // Sum in float64 per window, as the reference sums per-window means.
     for (let t = 0; t < nll.length; t++) if (targets[t] >= 0) nllSum += nll[t];
   }

@@ -2,16 +2,65 @@
  * Outputs appear all at once or not at all: everything is written under a temporary name in the same
  * parent folder (so the final rename stays on one filesystem and is atomic) and renamed on success; on
  * failure the temporary file or folder is removed. Temporary names start with `.tmp-` (git-ignored).
+ *
+ * Every temporary path handed out is also recorded until it is renamed or removed, so that an interrupted
+ * run can remove what it was building: the CLI's signal handler calls removeTemporaries (cli/main.ts), and
+ * when the run is stuck in long synchronous work the launcher (bin/shears.js), told of each path over its
+ * IPC channel, kills it after a grace period and removes them itself.
  */
 import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileError, ShearsError } from '../errors.js';
 
-/** A fresh, unused temporary path next to `finalPath` (same parent folder). */
+/**
+ * Temporary files and folders not yet renamed into place or removed → the final path to move them back to
+ * when interrupted (only for a previous output set aside while --overwrite replaces it), else undefined.
+ */
+const pending = new Map<string, string | undefined>();
+
+/** Tells the launcher (bin/shears.js) about temporaries, when it started us with an IPC channel. */
+function tellLauncher(message: { shearsTemp: 'add' | 'release'; path: string; restore?: string }): void {
+  if (process.env.SHEARS_TEMP_IPC === '1' && process.send && process.connected) process.send(message);
+}
+
+function track(path: string, restore?: string): void {
+  pending.set(path, restore);
+  tellLauncher({ shearsTemp: 'add', path, restore });
+}
+
+/** A fresh, unused temporary path next to `finalPath` (same parent folder); recorded until released. */
 export function tempPathFor(finalPath: string): string {
   const tag = `${process.pid}-${randomBytes(4).toString('hex')}`;
-  return join(dirname(resolve(finalPath)), `.tmp-${basename(finalPath)}-${tag}`);
+  const path = join(dirname(resolve(finalPath)), `.tmp-${basename(finalPath)}-${tag}`);
+  track(path);
+  return path;
+}
+
+/** The temporary path was renamed into place or removed: an interruption no longer needs to remove it. */
+export function releaseTempPath(path: string): void {
+  if (pending.delete(path)) tellLauncher({ shearsTemp: 'release', path });
+}
+
+/**
+ * Removes every temporary file and folder still pending (synchronously, so it can run in a signal handler
+ * right before exit) and returns how many existed. Finished outputs are never touched: they were renamed
+ * away from their temporary names. A previous output set aside by an overwrite goes back to its place.
+ */
+export function removeTemporaries(): number {
+  let removed = 0;
+  for (const [path, restore] of pending) {
+    try {
+      if (!existsSync(path)) continue;
+      if (restore !== undefined && !existsSync(restore)) renameSync(path, restore);
+      else rmSync(path, { recursive: true, force: true });
+      removed++;
+    } catch {
+      // Best effort while exiting: one stuck path must not keep the others.
+    }
+  }
+  pending.clear();
+  return removed;
 }
 
 /** Write all of `data` to `fd` at `position` (positional writes may be partial; loop until done). */
@@ -38,6 +87,8 @@ export function writeFileAtomic(path: string, data: string | Uint8Array): void {
   } catch (e) {
     rmSync(tmp, { force: true });
     throw wrapFsError(path, e);
+  } finally {
+    releaseTempPath(tmp);
   }
 }
 
@@ -54,6 +105,8 @@ export async function withAtomicFile<T>(path: string, fill: (tmpPath: string) =>
   } catch (e) {
     rmSync(tmp, { force: true });
     throw e;
+  } finally {
+    releaseTempPath(tmp);
   }
 }
 
@@ -96,13 +149,16 @@ export class AtomicDir {
         if (!this.overwrite) throw fileError(this.finalPath, 'already exists (created while shears was running?)');
         // Move the old folder aside first so the final path is never missing a complete folder for long.
         const old = tempPathFor(this.finalPath);
+        track(old, this.finalPath); // if stopped between the two renames, the previous output goes back
         renameSync(this.finalPath, old);
         renameSync(this.path, this.finalPath);
         rmSync(old, { recursive: true, force: true });
+        releaseTempPath(old);
       } else {
         renameSync(this.path, this.finalPath);
       }
       this.state = 'committed';
+      releaseTempPath(this.path);
     } catch (e) {
       this.abort();
       throw wrapFsError(this.finalPath, e);
@@ -112,6 +168,7 @@ export class AtomicDir {
   abort(): void {
     if (this.state === 'committed') return;
     rmSync(this.path, { recursive: true, force: true });
+    releaseTempPath(this.path);
     this.state = 'aborted';
   }
 }
@@ -139,5 +196,6 @@ export async function withAtomicDir<T>(
 function wrapFsError(path: string, e: unknown): unknown {
   if (e instanceof ShearsError) return e;
   const code = (e as NodeJS.ErrnoException).code;
-  return code ? fileError(path, `cannot write (${code}: ${(e as Error).message})`) : e;
+  const text = (e as Error).message;
+  return code ? fileError(path, `cannot write (${text.startsWith(code) ? '' : `${code}: `}${text})`) : e;
 }

@@ -6,7 +6,7 @@
  */
 import { copyFileSync, readdirSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { ShearsError } from '../errors.js';
+import { fileError, ShearsError } from '../errors.js';
 import type { Checkpoint } from './checkpoint.js';
 import { SafetensorsWriter } from './safetensors/writer.js';
 
@@ -59,7 +59,12 @@ export class CheckpointWriter {
     for (const entry of readdirSync(this.src.dir)) {
       const from = join(this.src.dir, entry);
       if (NOT_COPIED.test(entry) || !statSync(from).isFile()) continue;
-      copyFileSync(from, join(this.outDir, entry));
+      try {
+        copyFileSync(from, join(this.outDir, entry));
+      } catch (e) {
+        // A full disk (ENOSPC) or a read-only folder: one line naming the file, not a raw errno exception.
+        throw fileError(join(this.outDir, entry), `cannot copy ${entry} from ${this.src.dir} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+      }
     }
   }
 

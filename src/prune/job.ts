@@ -3,7 +3,7 @@
  * calibration windows, prune block by block while streaming the result into a temporary folder,
  * write shears-report.json, and rename the folder into place only when everything succeeded.
  */
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { usageError } from '../errors.js';
 import { openModel } from '../model.js';
@@ -23,6 +23,7 @@ import { loadTokenizer } from '../tokenize/tokenizer.js';
 import { needsCalibration, pruneBlocks, type LayerReport, type PruneOptions, type Timings } from './driver.js';
 import { describeSpec } from './spec.js';
 import { SHEARS_VERSION } from '../version.js';
+import { FiniteGuard, guardedSource, type NonFiniteFault } from '../run/finite.js';
 
 export interface PruneJob extends PruneOptions {
   model: string;
@@ -35,10 +36,10 @@ export interface PruneJob extends PruneOptions {
   saveCalibTokens?: string;
   /** Weight format of the output (default dense). */
   format?: WeightFormat;
-  /** Quantize the pruned linear weights to this many bits (per-output-row asymmetric grid). */
-  wbits?: number;
   /** The command line, recorded in the report. */
   command?: string;
+  /** Go on past NaN/Inf in weights or activations (recorded in the report) instead of stopping. */
+  allowNonfinite?: boolean;
   onProgress?: (message: string) => void;
 }
 
@@ -61,12 +62,17 @@ export interface PruneReport {
   storage?: { fileBytes: number; denseFp16Bytes: number };
   timings: Timings & { total: number };
   peakRssBytes: number;
+  /** Where NaN/Inf were found (only with allowNonfinite; otherwise the run stops at the first). */
+  nonFinite: NonFiniteFault[];
 }
 
 export async function runPrune(job: PruneJob): Promise<PruneReport> {
   const t0 = performance.now();
   const say = job.onProgress ?? (() => {});
-  const { ckpt, arch, src } = await openModel(job.model, 'prune');
+  const { ckpt, arch, src: checkpointSource } = await openModel(job.model, 'prune');
+  // Hardening: every weight is checked for NaN/Inf as it is read (the driver checks activations).
+  const finite = new FiniteGuard(job.allowNonfinite ?? false);
+  const src = guardedSource(checkpointSource, finite, (n) => ckpt.info(n).file);
   try {
     const calibrated = needsCalibration(job.method);
     const seqlen = job.seqlen ?? Math.min(2048, arch.spec.maxPositions);
@@ -76,6 +82,9 @@ export async function runPrune(job: PruneJob): Promise<PruneReport> {
     }
     if (job.wbits !== undefined && ![4, 8].includes(job.wbits)) throw usageError(`--wbits must be 4 or 8, got ${job.wbits}`);
     const format = job.format ?? 'dense';
+    if (format === 'sparse-24-bitmask' && !(job.spec.kind === 'nm' && job.spec.m === 4 && job.spec.n >= 2)) {
+      throw usageError('--format sparse-24-bitmask needs --pattern 2:4 (it stores exactly 2 of every 4 weights)');
+    }
     const dir = new AtomicDir(job.out, { overwrite: job.overwrite });
     let writer: CheckpointWriter | undefined;
     // A compressed output is written dense into a staging folder first, then encoded into the output.
@@ -107,19 +116,21 @@ export async function runPrune(job: PruneJob): Promise<PruneReport> {
       });
       const blockNames = new Set<string>();
       for (let b = 0; b < arch.spec.numLayers; b++) for (const n of arch.blockTensors(b)) blockNames.add(n);
+      if (job.includeLmHead) blockNames.add(arch.headLinear().tensor); // written once pruned, after the blocks
       for (const n of ckpt.tensorNames()) if (!blockNames.has(n)) writer.copy(n);
 
       const w = writer;
       const skip = globMatcher(job.skip ?? []);
       const grids = new Map<string, StoredGrid>();
-      const { layers, timings } = await pruneBlocks(arch, src, windows, job, {
+      const { layers, timings } = await pruneBlocks(arch, src, windows, { ...job, finite }, {
         onBlockDone: (b, weights) => {
-          if (job.wbits !== undefined) {
+          // Block linears only: an LM head pruned with --include-lm-head (b = numLayers) stays unquantized.
+          if (job.wbits !== undefined && b < arch.spec.numLayers) {
             const g = quantizeBlock(arch.linears(b), weights, (t) => src.readFloat32(t), job.wbits, (l) => skip(`${b}.${l.name}`) || skip(l.tensor));
             for (const [t, grid] of g) grids.set(t, grid);
           }
           for (const [name, values] of weights) w.write(name, values);
-          say(`block ${b + 1}/${arch.spec.numLayers} pruned`);
+          say(b < arch.spec.numLayers ? `block ${b + 1}/${arch.spec.numLayers} pruned` : 'lm_head pruned');
         },
         onProgress: (e) => say(`block ${e.block + 1}/${e.blocks}: ${e.stage === 'all' ? 'calibrating and pruning' : e.stage}`),
       });
@@ -159,8 +170,10 @@ export async function runPrune(job: PruneJob): Promise<PruneReport> {
         storage,
         timings: { ...timings, total: (performance.now() - t0) / 1000 },
         peakRssBytes: process.resourceUsage().maxRSS * 1024,
+        nonFinite: finite.faults,
       };
-      writeFileSync(join(dir.path, 'shears-report.json'), JSON.stringify(report, null, 2) + '\n');
+      // writeFileAtomic: a failed write (ENOSPC) is a one-line error, and the folder is then removed below.
+      writeFileAtomic(join(dir.path, 'shears-report.json'), JSON.stringify(report, null, 2) + '\n');
       dir.commit();
       return report;
     } catch (e) {

@@ -94,11 +94,12 @@ export async function sparsegptPrune(w: Weight, h: Float32Array | Float64Array, 
   }
 
   let loss = 0;
+  const work = blockWork(Math.min(blocksize, n), rows, subWidth(spec));
   for (let i1 = 0; i1 < n; i1 += blocksize) {
     const i2 = Math.min(i1 + blocksize, n);
-    const block = pruneBlock(wt, rows, n, u, i1, i2, spec, grid);
+    const block = pruneBlock(wt, rows, n, u, i1, i2, spec, work, grid);
     loss += block.loss;
-    if (i2 < n) await lazyBatchUpdate(wt, rows, n, u, i1, i2, block.err);
+    if (i2 < n) await lazyBatchUpdate(wt, rows, n, u, i1, i2, block.err, work);
   }
 
   for (let r = 0; r < rows; r++) {
@@ -131,79 +132,169 @@ async function dampedInverseFactor(h: Float32Array | Float64Array, n: number, de
   }
 }
 
+/** In-block sub-block width (see pruneBlock): 8 errors per sweep keep the coefficients in registers. */
+const SUB = 8;
+
+/**
+ * The per-block working arrays, [blocksize, rows] at most, allocated once per layer and reused by every
+ * block: fresh arrays per block were fresh pages each time (~3.5 ms/MiB to fault in on the machines
+ * measured, a third of the in-block time at 2048 × 2048).
+ */
+interface BlockWork {
+  w1: Float64Array;
+  scores: Float64Array;
+  scratch: Float64Array;
+  mask: Uint8Array;
+  err: Float32Array;
+  /** The current sub-block's errors, [sub, rows]. */
+  es: Float64Array;
+  d: Float64Array;
+  /** U[i1:i2, i2:] in float32 for the lazy batch update, sized by the first block. */
+  ublock?: Float32Array;
+}
+
+function blockWork(blocksize: number, rows: number, sub: number): BlockWork {
+  const size = blocksize * rows;
+  return {
+    w1: new Float64Array(size),
+    scores: new Float64Array(size),
+    scratch: new Float64Array(size),
+    mask: new Uint8Array(size),
+    err: new Float32Array(size),
+    es: new Float64Array(sub * rows),
+    d: new Float64Array(blocksize),
+  };
+}
+
+/** Sub-block width for a spec: a multiple of M for N:M, so that groups are chosen from fully updated columns. */
+function subWidth(spec: SparsitySpec): number {
+  if (spec.kind !== 'nm') return SUB;
+  return spec.m <= SUB ? SUB - (SUB % spec.m) : spec.m;
+}
+
 /**
  * Prunes columns i1..i2 of the transposed weight `wt` in place (final values). Returns the block's
- * share of the reported loss and its errors Err1 in float32, [count, rows] (transposed like `wt`).
+ * share of the reported loss and its errors Err1 in float32, [count, rows] (transposed like `wt`; a view
+ * of the workspace, valid until the next block).
+ *
+ * Columns go in sub-blocks of `sub`: a column's error reaches the later columns of its sub-block at once
+ * (they depend on it), and the block columns after the sub-block get its `sub` errors in one sweep. Each w1
+ * entry still receives the same float64 subtractions in the same order as in the column-by-column loop, so
+ * the result is the same (up to the sign of zeros); w1 is just read and written once per sub-block instead
+ * of once per column, which made the in-block work 2–3× faster.
  */
-function pruneBlock(wt: Float32Array, rows: number, n: number, u: Float64Array, i1: number, i2: number, spec: SparsitySpec, grid?: RowGrid): { loss: number; err: Float32Array } {
+function pruneBlock(wt: Float32Array, rows: number, n: number, u: Float64Array, i1: number, i2: number, spec: SparsitySpec, work: BlockWork, grid?: RowGrid): { loss: number; err: Float32Array } {
   const count = i2 - i1;
-  const w1 = new Float64Array(count * rows);
-  for (let k = 0; k < w1.length; k++) w1[k] = wt[i1 * rows + k];
-  const d = new Float64Array(count);
+  const size = count * rows;
+  const w1 = work.w1.subarray(0, size);
+  for (let k = 0; k < size; k++) w1[k] = wt[i1 * rows + k];
+  const d = work.d;
   for (let k = 0; k < count; k++) d[k] = u[(i1 + k) * n + i1 + k];
-  const mask = new Uint8Array(count * rows);
+  const mask = work.mask.subarray(0, size);
+  mask.fill(0);
 
   if (spec.kind === 'unstructured') {
-    const scores = new Float64Array(count * rows);
+    const scores = work.scores.subarray(0, size);
+    const scratch = work.scratch.subarray(0, size);
     for (let k = 0; k < count; k++) {
       const d2 = d[k] * d[k];
       for (let r = 0; r < rows; r++) {
         const v = w1[k * rows + r];
-        scores[k * rows + r] = (v * v) / d2;
+        const sc = (v * v) / d2;
+        scores[k * rows + r] = sc;
+        scratch[k * rows + r] = sc !== sc ? Infinity : sc;
       }
     }
-    const scratch = scores.map((v) => (v !== v ? Infinity : v));
-    const thresh = kthSmallest(scratch, Math.min(Math.floor(scores.length * spec.sparsity), scores.length - 1));
-    for (let k = 0; k < scores.length; k++) if (scores[k] <= thresh) mask[k] = 1;
+    const thresh = kthSmallest(scratch, Math.min(Math.floor(size * spec.sparsity), size - 1));
+    for (let k = 0; k < size; k++) if (scores[k] <= thresh) mask[k] = 1;
   }
 
-  const err = new Float32Array(count * rows);
-  const e = new Float64Array(rows);
+  const err = work.err.subarray(0, size);
+  const es = work.es;
+  const sub = subWidth(spec);
   const group = new Float64Array(spec.kind === 'nm' ? spec.m : 0);
   const chosen = new Uint8Array(group.length);
   let loss = 0;
-  for (let i = 0; i < count; i++) {
-    if (spec.kind === 'nm' && i % spec.m === 0) {
-      const width = Math.min(spec.m, count - i);
-      for (let r = 0; r < rows; r++) {
-        for (let j = 0; j < width; j++) {
-          const v = w1[(i + j) * rows + r];
-          group[j] = (v * v) / (d[i + j] * d[i + j]);
+  for (let s = 0; s < count; s += sub) {
+    const se = Math.min(s + sub, count);
+    for (let i = s; i < se; i++) {
+      if (spec.kind === 'nm' && i % spec.m === 0) {
+        const width = Math.min(spec.m, count - i);
+        for (let r = 0; r < rows; r++) {
+          for (let j = 0; j < width; j++) {
+            const v = w1[(i + j) * rows + r];
+            group[j] = (v * v) / (d[i + j] * d[i + j]);
+          }
+          chosen.fill(0);
+          markLowestInGroup(group, 0, width, spec.n, chosen);
+          for (let j = 0; j < width; j++) if (chosen[j]) mask[(i + j) * rows + r] = 1;
         }
-        chosen.fill(0);
-        markLowestInGroup(group, 0, width, spec.n, chosen);
-        for (let j = 0; j < width; j++) if (chosen[j]) mask[(i + j) * rows + r] = 1;
+      }
+      const di = d[i];
+      const col = i * rows;
+      const out = (i1 + i) * rows;
+      const eo = (i - s) * rows;
+      for (let r = 0; r < rows; r++) {
+        const v = w1[col + r];
+        const q = mask[col + r] ? 0 : grid ? quantizeValue(grid, r, v) : v;
+        const diff = v - q;
+        loss += (diff * diff) / (di * di);
+        const e = diff / di;
+        es[eo + r] = e;
+        err[col + r] = e;
+        wt[out + r] = q;
+      }
+      // The rank-1 update of the rest of the sub-block: W1[:, j] −= err · U[i, j], i < j < se.
+      const urow = (i1 + i) * n + i1;
+      for (let j = i + 1; j < se; j++) {
+        const uij = u[urow + j];
+        if (uij === 0) continue;
+        const cj = j * rows;
+        for (let r = 0; r < rows; r++) w1[cj + r] -= es[eo + r] * uij;
       }
     }
-    const di = d[i];
-    const col = i * rows;
-    const out = (i1 + i) * rows;
-    for (let r = 0; r < rows; r++) {
-      const v = w1[col + r];
-      const q = mask[col + r] ? 0 : grid ? quantizeValue(grid, r, v) : v;
-      const diff = v - q;
-      loss += (diff * diff) / (di * di);
-      e[r] = diff / di;
-      err[col + r] = e[r];
-      wt[out + r] = q;
-    }
-    // The rank-1 update of the rest of the block: W1[:, j] −= err · U[i, j], j > i.
-    const urow = (i1 + i) * n + i1;
-    for (let j = i + 1; j < count; j++) {
-      const uij = u[urow + j];
-      if (uij === 0) continue;
-      const cj = j * rows;
-      for (let r = 0; r < rows; r++) w1[cj + r] -= e[r] * uij;
-    }
+    sweep(w1, rows, es, se - s, u, (i1 + s) * n + i1, n, se, count);
   }
   return { loss: loss / 2, err };
 }
 
+/**
+ * w1[:, j] −= es[k]·U[k, j] for the block columns j in [from, to) and the `width` errors k of a sub-block,
+ * subtracted in k order (the order of the column-by-column loop). `ub` indexes U at (first error's row,
+ * block start).
+ */
+function sweep(w1: Float64Array, rows: number, es: Float64Array, width: number, u: Float64Array, ub: number, n: number, from: number, to: number): void {
+  if (width === 8) {
+    const e0 = es.subarray(0, rows), e1 = es.subarray(rows, 2 * rows), e2 = es.subarray(2 * rows, 3 * rows), e3 = es.subarray(3 * rows, 4 * rows);
+    const e4 = es.subarray(4 * rows, 5 * rows), e5 = es.subarray(5 * rows, 6 * rows), e6 = es.subarray(6 * rows, 7 * rows), e7 = es.subarray(7 * rows, 8 * rows);
+    for (let j = from; j < to; j++) {
+      const u0 = u[ub + j], u1 = u[ub + n + j], u2 = u[ub + 2 * n + j], u3 = u[ub + 3 * n + j];
+      const u4 = u[ub + 4 * n + j], u5 = u[ub + 5 * n + j], u6 = u[ub + 6 * n + j], u7 = u[ub + 7 * n + j];
+      const cj = j * rows;
+      for (let r = 0; r < rows; r++) {
+        w1[cj + r] = w1[cj + r] - e0[r] * u0 - e1[r] * u1 - e2[r] * u2 - e3[r] * u3 - e4[r] * u4 - e5[r] * u5 - e6[r] * u6 - e7[r] * u7;
+      }
+    }
+    return;
+  }
+  for (let j = from; j < to; j++) {
+    const cj = j * rows;
+    for (let k = 0; k < width; k++) {
+      const ukj = u[ub + k * n + j];
+      if (ukj === 0) continue;
+      const ek = k * rows;
+      for (let r = 0; r < rows; r++) w1[cj + r] -= es[ek + r] * ukj;
+    }
+  }
+}
+
 /** W[:, i2:] −= Err1 · U[i1:i2, i2:], i.e. wtᵀ rows i2.. −= U[i1:i2, i2:]ᵀ · Err1ᵀ, in place. */
-async function lazyBatchUpdate(wt: Float32Array, rows: number, n: number, u: Float64Array, i1: number, i2: number, err: Float32Array): Promise<void> {
+async function lazyBatchUpdate(wt: Float32Array, rows: number, n: number, u: Float64Array, i1: number, i2: number, err: Float32Array, work: BlockWork): Promise<void> {
   const count = i2 - i1;
   const rest = n - i2;
-  const ublock = new Float32Array(count * rest);
+  // The first block's U rows are the widest: later blocks reuse the front of its buffer.
+  work.ublock ??= new Float32Array(count * rest);
+  const ublock = work.ublock.subarray(0, count * rest);
   for (let k = 0; k < count; k++) {
     const o = (i1 + k) * n + i2;
     for (let c = 0; c < rest; c++) ublock[k * rest + c] = u[o + c];

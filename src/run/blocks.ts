@@ -15,7 +15,16 @@ export function loadWeights(src: TensorSource, names: string[]): Weights {
 /** Captured linear inputs of one micro-batch, by input id, [tokens, width]; `windows` sequences. */
 export type InputsHook = (inputs: Record<string, Float32Array>, windows: number) => Promise<void> | void;
 
-const SCORE_BUDGET_BYTES = 64 * 2 ** 20;
+/**
+ * Bytes of attention scores ([windows, heads, seq, seq] float32) per call. ORT materialises the scores about
+ * three times (product, +mask, softmax) in the session's memory arena, which keeps its high-water mark for
+ * the life of the session, and first touch of fresh memory costs ~3.5 ms/MiB on the machines measured.
+ * At 64 MiB (the earlier value) the arena of each block session grew to ~400 MiB, and stories260K at seq 256
+ * spent more time faulting it in than computing; steady-state calls were no faster either (the scores no
+ * longer stay in cache). 16 MiB keeps ≥ 1 window of a 12-head seq-512 model per call.
+ */
+const SCORE_BUDGET_BYTES = 16 * 2 ** 20;
+/** Cap on tokens per call: MLAS gains nothing beyond a few thousand rows, while captured inputs keep growing. */
 const MAX_TOKENS_PER_CALL = 8192;
 
 /** How many windows of `seq` tokens go through a block per call. */
@@ -27,8 +36,9 @@ export function windowsPerCall(arch: Architecture, seq: number): number {
 }
 
 /**
- * Runs block i over x ([windows·seq, hidden]) and writes the result to `out` (may be x itself).
- * With `onInputs`, each micro-batch's linear inputs are handed over before the next batch runs.
+ * Runs block i over x ([windows·seq, hidden]) and writes the result to `out` (may be x itself), or drops
+ * it when `out` is null (a statistics-only pass). With `onInputs`, each micro-batch's linear inputs are
+ * handed over before the next batch runs.
  */
 export async function runBlockOver(
   arch: Architecture,
@@ -36,21 +46,24 @@ export async function runBlockOver(
   w: Weights,
   x: Float32Array,
   seq: number,
-  out: Float32Array,
+  out: Float32Array | null,
   onInputs?: InputsHook,
 ): Promise<void> {
   const hidden = arch.spec.hiddenSize;
   const windows = x.length / (seq * hidden);
   const per = windowsPerCall(arch, seq);
+  // In place or discarded, each micro-batch goes through one call-sized buffer reused across calls: a
+  // fresh output per call (or an x-sized scratch per pass) would be fresh pages every time.
+  const staging = out === null || out === x ? new Float32Array(Math.min(per, windows) * seq * hidden) : undefined;
   for (let start = 0; start < windows; start += per) {
     const n = Math.min(per, windows - start);
     const from = start * seq * hidden;
     const to = from + n * seq * hidden;
     // Writing straight into `out` is allowed only when it does not alias the input.
-    const target = out === x ? undefined : out.subarray(from, to);
+    const target = staging ? staging.subarray(0, to - from) : out!.subarray(from, to);
     const r = await arch.runBlock(i, w, x.subarray(from, to), seq, onInputs !== undefined, target);
     if (onInputs) await onInputs(r.inputs, n);
-    if (!target) out.set(r.out, from);
+    if (out !== null && staging) out.set(target, from);
   }
 }
 

@@ -165,8 +165,30 @@ function stripAroundAdded(parts: string[], added: Map<string, AddedTokenInfo>): 
 /** Most pieces kept in the per-tokenizer cache before it is emptied (bounds memory on huge texts). */
 const PIECE_CACHE_LIMIT = 200_000;
 
-/** Load tokenizer.json (+ tokenizer_config.json when present) from a model folder. */
+/**
+ * Load tokenizer.json (+ tokenizer_config.json when present) from a model folder. A file the library
+ * accepts but that breaks later (a vocab that is not an object, merges of the wrong type) fails as a
+ * one-line error naming tokenizer.json, at load or at the first encode/decode.
+ */
 export function loadTokenizer(modelDir: string): TextTokenizer {
+  const tjPath = join(modelDir, 'tokenizer.json');
+  const guard = <T>(what: string, f: () => T): T => {
+    try {
+      return f();
+    } catch (e) {
+      if (e instanceof ShearsError) throw e;
+      throw fileError(tjPath, `${what} (${e instanceof Error ? e.message : String(e)})`);
+    }
+  };
+  const tok = guard('cannot be used as a tokenizer', () => loadTokenizerUnguarded(modelDir));
+  return {
+    ...tok,
+    encode: (text, opts) => guard('failed to encode text', () => tok.encode(text, opts)),
+    decode: (ids, opts) => guard('failed to decode ids', () => tok.decode(ids, opts)),
+  };
+}
+
+function loadTokenizerUnguarded(modelDir: string): TextTokenizer {
   const tjPath = join(modelDir, 'tokenizer.json');
   if (!existsSync(tjPath)) throw fileError(modelDir, 'has no tokenizer.json (shears needs the fast-tokenizer file)');
   const tj = readJson(tjPath);

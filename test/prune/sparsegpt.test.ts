@@ -67,6 +67,9 @@ const cases: Case[] = [
   { name: '2:4, blocksize 32, 70 columns (tail of 2)', rows: 24, cols: 70, spec: { kind: 'nm', n: 2, m: 4 }, blocksize: 32 },
   { name: '4:8, blocksize 16, 64 columns', rows: 20, cols: 64, spec: { kind: 'nm', n: 4, m: 8 }, blocksize: 16 },
   { name: '4:8, blocksize 24, 70 columns (tail of 6)', rows: 16, cols: 70, spec: { kind: 'nm', n: 4, m: 8 }, blocksize: 24 },
+  // M not dividing / wider than the in-block sub-block of 8 columns (sub-blocks of 6 and 16).
+  { name: '3:6, blocksize 24, 64 columns (tail of 4)', rows: 12, cols: 64, spec: { kind: 'nm', n: 3, m: 6 }, blocksize: 24 },
+  { name: '8:16, blocksize 48, 100 columns (tail of 4)', rows: 12, cols: 100, spec: { kind: 'nm', n: 8, m: 16 }, blocksize: 48 },
   { name: 'unstructured 50% with dead columns', rows: 16, cols: 48, spec: { kind: 'unstructured', sparsity: 0.5 }, blocksize: 16, deadCols: [0, 5, 17, 47] },
   { name: '2:4 with dead columns', rows: 16, cols: 48, spec: { kind: 'nm', n: 2, m: 4 }, blocksize: 16, deadCols: [1, 2, 3, 30] },
 ];

@@ -7,7 +7,7 @@
  * by position from one file descriptor, so a multi-GB file is never held in memory.
  */
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
-import { fileError, ShearsError } from '../../errors.js';
+import { fileError, preview, ShearsError } from '../../errors.js';
 import {
   decodeFloat32,
   DTYPES,
@@ -99,15 +99,15 @@ export class SafetensorsReader {
 
   info(name: string): TensorInfo {
     const t = this.tensors.get(name);
-    if (!t) throw fileError(this.path, `no tensor named "${name}"`);
+    if (!t) throw fileError(this.path, `no tensor named ${preview(name)}`);
     return t;
   }
 
   /** The tensor's raw little-endian bytes, in a fresh buffer that starts at offset 0 (so views are aligned). */
   readBytes(name: string): Uint8Array {
     const t = this.info(name);
-    if (this.fd < 0) throw fileError(this.path, `cannot read tensor "${name}": reader is closed`);
-    return readExactly(this.fd, this.path, t.start, t.byteLength, `tensor "${name}"`);
+    if (this.fd < 0) throw fileError(this.path, `cannot read tensor ${preview(name)}: reader is closed`);
+    return readExactly(this.fd, this.path, t.start, t.byteLength, `tensor ${preview(name)}`);
   }
 
   /** The tensor as float32 (any float dtype exactly; F64 and integers rounded to nearest float32). */
@@ -169,7 +169,7 @@ function parseHeader(
     throw bad(`header is not a JSON object (found ${Array.isArray(json) ? 'an array' : json === null ? 'null' : typeof json})`);
   }
   const dup = findDuplicateKey(text);
-  if (dup !== undefined) throw bad(`header has the key "${dup}" twice`);
+  if (dup !== undefined) throw bad(`header has the key ${preview(dup)} twice`);
 
   const dataStart = 8 + n;
   const dataSize = fileSize - dataStart;
@@ -182,7 +182,7 @@ function parseHeader(
       }
       for (const [k, v] of Object.entries(entry as Record<string, unknown>)) {
         if (typeof v !== 'string') {
-          throw bad(`__metadata__ must map strings to strings, but "${k}" is ${v === null ? 'null' : Array.isArray(v) ? 'an array' : `a ${typeof v}`}`);
+          throw bad(`__metadata__ must map strings to strings, but ${preview(k)} is ${v === null ? 'null' : Array.isArray(v) ? 'an array' : `a ${typeof v}`}`);
         }
         metadata[k] = v;
       }
@@ -202,16 +202,16 @@ function parseEntry(
   dataSize: number,
   path: string,
 ): TensorInfo {
-  const t = `tensor "${name}"`;
+  const t = `tensor ${preview(name)}`;
   if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) throw bad(`${t} entry is not an object`);
   const e = entry as Record<string, unknown>;
   if (!isDType(e.dtype)) {
-    throw bad(`${t} has unknown dtype ${JSON.stringify(e.dtype)} (known: ${DTYPES.join(', ')})`);
+    throw bad(`${t} has unknown dtype ${preview(e.dtype)} (known: ${DTYPES.join(', ')})`);
   }
   const dtype = e.dtype;
   const shape = e.shape;
   if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && (d as number) >= 0)) {
-    throw bad(`${t} shape ${JSON.stringify(shape)} is not an array of non-negative integers`);
+    throw bad(`${t} shape ${preview(shape)} is not an array of non-negative integers`);
   }
   const offs = e.data_offsets;
   if (
@@ -220,7 +220,7 @@ function parseEntry(
     !offs.every((o) => Number.isSafeInteger(o) && (o as number) >= 0) ||
     (offs[0] as number) > (offs[1] as number)
   ) {
-    throw bad(`${t} data_offsets ${JSON.stringify(offs)} is not a pair [begin, end] of integers with 0 <= begin <= end`);
+    throw bad(`${t} data_offsets ${preview(offs)} is not a pair [begin, end] of integers with 0 <= begin <= end`);
   }
   const [begin, end] = offs as [number, number];
   if (end > dataSize) {
@@ -243,10 +243,10 @@ function checkCoverage(infos: TensorInfo[], dataStart: number, dataSize: number,
     const begin = t.start - dataStart;
     const end = t.end - dataStart;
     if (begin < pos) {
-      throw bad(`tensor "${t.name}" data_offsets [${begin}, ${end}] overlap tensor "${prev!.name}" (which ends at ${pos})`);
+      throw bad(`tensor ${preview(t.name)} data_offsets [${begin}, ${end}] overlap tensor ${preview(prev!.name)} (which ends at ${pos})`);
     }
     if (begin > pos) {
-      throw bad(`gap of ${begin - pos} unused bytes at data offset ${pos}, before tensor "${t.name}" (offsets must be contiguous)`);
+      throw bad(`gap of ${begin - pos} unused bytes at data offset ${pos}, before tensor ${preview(t.name)} (offsets must be contiguous)`);
     }
     pos = end;
     if (t.byteLength > 0) prev = t;

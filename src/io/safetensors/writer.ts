@@ -8,7 +8,7 @@
  */
 import { closeSync, fsyncSync, ftruncateSync, openSync, renameSync, rmSync } from 'node:fs';
 import { fileError, ShearsError } from '../../errors.js';
-import { tempPathFor, writeFully } from '../atomic.js';
+import { releaseTempPath, tempPathFor, writeFully } from '../atomic.js';
 import { dtypeSize, encodeFloat, isDType, numelOf, DTYPES, type DType } from '../dtype.js';
 
 /** One tensor to be written: its name, element type and shape. */
@@ -188,6 +188,7 @@ export class SafetensorsWriter {
       this.fd = -1;
       renameSync(this.tempPath, this.path);
     });
+    releaseTempPath(this.tempPath);
     this.state = 'finished';
   }
 
@@ -203,6 +204,7 @@ export class SafetensorsWriter {
       this.fd = -1;
     }
     rmSync(this.tempPath, { force: true });
+    releaseTempPath(this.tempPath);
     this.state = 'aborted';
   }
 
@@ -214,7 +216,9 @@ export class SafetensorsWriter {
       this.abort();
       if (e instanceof ShearsError) throw e;
       const code = (e as NodeJS.ErrnoException).code;
-      throw fileError(this.path, `write failed (${code ?? ''}${code ? ': ' : ''}${(e as Error).message})`);
+      const text = (e as Error).message;
+      // Node's errno messages already start with the code ("ENOSPC: no space left on device, write").
+      throw fileError(this.path, `write failed (${code && !text.startsWith(code) ? `${code}: ` : ''}${text})`);
     }
   }
 }
