@@ -122,6 +122,13 @@ export async function runPrune(job: PruneJob): Promise<PruneReport> {
       const w = writer;
       const skip = globMatcher(job.skip ?? []);
       const grids = new Map<string, StoredGrid>();
+      // Blocks cost about the same, so the mean so far predicts the rest.
+      const started = performance.now();
+      const eta = (done: number, total: number): string => {
+        if (done === 0) return '';
+        const left = ((performance.now() - started) / done) * (total - done);
+        return `, about ${Math.ceil(left / 1000)} s left`;
+      };
       const { layers, timings } = await pruneBlocks(arch, src, windows, { ...job, finite }, {
         onBlockDone: (b, weights) => {
           // Block linears only: an LM head pruned with --include-lm-head (b = numLayers) stays unquantized.
@@ -130,9 +137,9 @@ export async function runPrune(job: PruneJob): Promise<PruneReport> {
             for (const [t, grid] of g) grids.set(t, grid);
           }
           for (const [name, values] of weights) w.write(name, values);
-          say(b < arch.spec.numLayers ? `block ${b + 1}/${arch.spec.numLayers} pruned` : 'lm_head pruned');
+          say(b < arch.spec.numLayers ? `block ${b + 1}/${arch.spec.numLayers} pruned${eta(b + 1, arch.spec.numLayers)}` : 'lm_head pruned');
         },
-        onProgress: (e) => say(`block ${e.block + 1}/${e.blocks}: ${e.stage === 'all' ? 'calibrating and pruning' : e.stage}`),
+        onProgress: (e) => say(`block ${e.block + 1}/${e.blocks}: ${e.stage === 'all' ? (windows ? `calibrating on ${windows.count} windows and pruning` : 'pruning') : e.stage}${eta(e.block, e.blocks)}`),
       });
       writer.finish();
       let storage: PruneReport['storage'];

@@ -22,7 +22,9 @@ export function formatPruneSummary(r: PruneReport, evals?: { dense: EvalResult; 
       (r.nmOk === undefined ? '' : `, N:M ${r.nmOk ? 'holds in every layer' : 'VIOLATED'}`),
     r.calibration ? `calibration ${r.calibration.source}: ${r.calibration.nsamples} x ${r.calibration.seqlen} tokens, seed ${r.calibration.seed}` : 'calibration: none',
     `time ${r.timings.total.toFixed(1)} s (forward ${r.timings.forward.toFixed(1)}, statistics ${r.timings.statistics.toFixed(1)}, pruning ${r.timings.pruning.toFixed(1)}), peak RSS ${(r.peakRssBytes / 2 ** 20).toFixed(0)} MiB`,
-    `wrote ${r.out} (report: ${r.out}/shears-report.json)`,
+    `wrote ${r.out} as ${r.format}${r.wbits ? ` with ${r.wbits}-bit weights` : ''}` +
+      (r.storage ? `: ${(r.storage.fileBytes / 2 ** 20).toFixed(2)} MiB of weights, ${((100 * r.storage.fileBytes) / r.storage.denseFp16Bytes).toFixed(0)}% of the model dense in fp16` : '') +
+      ` (report: ${r.out}/shears-report.json)`,
   ];
   if (evals) {
     lines.push(`perplexity on ${evals.dense.dataset}: dense ${evals.dense.perplexity.toFixed(3)} -> pruned ${evals.pruned.perplexity.toFixed(3)}`);
