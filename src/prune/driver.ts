@@ -143,9 +143,11 @@ export async function pruneBlocks(arch: Architecture, src: TensorSource, windows
           opts.finite?.check(`block ${b}: the input statistics of ${names}`, acc.result(), 'the activations entering these layers are not finite');
         }
       }
-      for (const l of todo) {
+      for (const [k, l] of todo.entries()) {
         t = performance.now();
         const r = await pruneLayer(l, w.get(l.tensor)!, stats.get(l.input), spec, opts, layers.length);
+        // A statistic is dropped after the last layer that reads it (a Gram matrix is cols² floats).
+        if (!todo.slice(k + 1).some((m) => m.input === l.input)) stats.delete(l.input);
         opts.finite?.check(`block ${b}: the pruned weights of ${l.tensor}`, w.get(l.tensor)!); // hardening: non-finite
         const seconds = (performance.now() - t) / 1000;
         layers.push({ block: b, ...r, seconds });

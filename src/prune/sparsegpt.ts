@@ -28,7 +28,7 @@
  * that the gemm updates in place, and each in-block column is contiguous for the rank-1 loops.
  */
 import { ShearsError, usageError } from '../errors.js';
-import { choleskyInverseUpper, gemmAccumulate, NotPositiveDefiniteError } from '../engine/linalg.js';
+import { choleskyInverseUpper, gemmAccumulate, NotPositiveDefiniteError, releaseScratch } from '../engine/linalg.js';
 import { type PruneResult, type SparsitySpec, type Weight, checkSpec, checkWeight, countZeros, tailNote } from './spec.js';
 import { kthSmallest } from './select.js';
 import { markLowestInGroup } from './nm.js';
@@ -120,7 +120,11 @@ async function dampedInverseFactor(h: Float32Array | Float64Array, n: number, de
     for (let j = 0; j < n; j++) hd[j * n + j] = (dead[j] ? 1 : hd[j * n + j]) + add;
     try {
       // The factor overwrites the copy (`out`): one n² float64 array instead of two.
-      return { u: await choleskyInverseUpper(hd, n, { out: hd }), damp, retries };
+      const u = await choleskyInverseUpper(hd, n, { out: hd });
+      // The factorisation's scratch is as large as H; give it back before the OBS loop, so that it does
+      // not add to the peak of whatever runs next (re-touching it costs far less than a layer's pruning).
+      releaseScratch();
+      return { u, damp, retries };
     } catch (e) {
       if (!(e instanceof NotPositiveDefiniteError)) throw e;
       if (retries === MAX_DAMP_RETRIES) {

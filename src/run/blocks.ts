@@ -25,7 +25,8 @@ export type InputsHook = (inputs: Record<string, Float32Array>, windows: number)
  */
 const SCORE_BUDGET_BYTES = 16 * 2 ** 20;
 /** Cap on tokens per call: MLAS gains nothing beyond a few thousand rows, while captured inputs keep growing. */
-const MAX_TOKENS_PER_CALL = 8192;
+// Captured inputs are [tokens, width] per call (11008 wide for a 7B MLP): this bounds them too.
+const MAX_TOKENS_PER_CALL = 2048;
 
 /** How many windows of `seq` tokens go through a block per call. */
 export function windowsPerCall(arch: Architecture, seq: number): number {
