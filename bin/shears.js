@@ -18,9 +18,9 @@ const GRACE_MS = Number.isFinite(Number(process.env.SHEARS_STOP_GRACE_MS)) && pr
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(import.meta.url);
 const loader = pathToFileURL(require.resolve('tsx')).href;
-// glibc returns freed pages to the OS eagerly; re-touching fresh pages costs ~3.5 ms/MiB here,
-// so keep large blocks in the heap between onnxruntime calls.
-const env = { MALLOC_MMAP_MAX_: '0', MALLOC_TRIM_THRESHOLD_: String(1 << 30), ...process.env, SHEARS_TEMP_IPC: '1' };
+// Plain glibc settings: keeping freed blocks in the heap (MALLOC_MMAP_MAX_=0) was measured to add up to
+// 430 MiB of peak RSS to a SparseGPT run with no speed gain (scripts/bench-memory.ts --malloc both).
+const env = { ...process.env, SHEARS_TEMP_IPC: '1' };
 const child = spawn(process.execPath, ['--import', loader, join(root, 'src/cli/main.ts'), ...process.argv.slice(2)], {
   stdio: ['inherit', 'inherit', 'inherit', 'ipc'],
   env,

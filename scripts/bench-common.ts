@@ -11,19 +11,6 @@ import { join } from 'node:path';
 
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
-/**
- * bin/shears.js runs the CLI with these glibc settings (large blocks stay in the heap between ORT calls);
- * glibc reads them at start-up, so an in-process benchmark re-executes itself with them set.
- */
-const MALLOC_ENV = { MALLOC_MMAP_MAX_: '0', MALLOC_TRIM_THRESHOLD_: String(1 << 30) };
-
-/** Re-runs this script under the CLI's allocator settings unless they are set; returns only in the child. */
-export function ensureCliAllocator(): void {
-  if (process.env.MALLOC_MMAP_MAX_ !== undefined) return;
-  const r = spawnSync(process.execPath, [...process.execArgv, ...process.argv.slice(1)], { stdio: 'inherit', env: { ...MALLOC_ENV, ...process.env } });
-  process.exit(r.status ?? 1);
-}
-
 export interface MachineInfo {
   cpu: string;
   cores: number;

@@ -25,9 +25,8 @@ import { windowsPerCall } from '../src/run/blocks.js';
 import { matmul } from '../src/engine/linalg.js';
 import { startProfiling, stopProfiling } from '../src/engine/session.js';
 import { DEFAULT_SYNTHETIC, writeSyntheticLlama } from './synthetic-model.js';
-import { ensureCliAllocator, fixed, load1, machineInfo, pct, runCli, summarizeProfiles } from './bench-common.js';
+import { fixed, load1, machineInfo, pct, runCli, summarizeProfiles } from './bench-common.js';
 
-ensureCliAllocator();
 
 const args = process.argv.slice(2);
 function option(name: string): string | undefined {

@@ -6,7 +6,7 @@
  * and must not grow with depth. Generates synthetic BF16 Llamas (default hidden 2048, intermediate 5504,
  * 12 and 24 layers: the 24-layer model's float32 weights are ≥ 4× the bound, so holding the model would
  * fail), prunes each with Wanda and SparseGPT in a child process (the CLI exactly as bin/shears.js runs
- * it, same malloc settings) while sampling /proc/<pid>/status every 50 ms, and prints peak RSS, the
+ * it: default glibc settings) while sampling /proc/<pid>/status every 50 ms, and prints peak RSS, the
  * bound, pass/fail and the 12 → 24 layer growth. Exit code 1 if any check fails. Linux only (/proc).
  *
  *   npx tsx scripts/bench-memory.ts [--hidden 2048] [--intermediate 5504] [--heads 16] [--layers 12,24]
@@ -23,7 +23,7 @@ import { writeSyntheticLlama, DEFAULT_SYNTHETIC } from './synthetic-model.js';
 
 const REPO = fileURLToPath(new URL('..', import.meta.url));
 const MIB = 2 ** 20;
-/** The allocator settings bin/shears.js gives the CLI (keep in step with it). */
+/** Heap-retaining glibc settings the launcher once used; `--malloc launcher` measures them against the default. */
 const LAUNCHER_MALLOC = { MALLOC_MMAP_MAX_: '0', MALLOC_TRIM_THRESHOLD_: String(1 << 30) };
 
 interface Options {
@@ -40,7 +40,7 @@ interface Options {
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { hidden: 2048, intermediate: 5504, heads: 16, layers: [12, 24], nsamples: 16, seqlen: 256, methods: ['wanda', 'sparsegpt'], malloc: ['launcher'], keep: false };
+  const o: Options = { hidden: 2048, intermediate: 5504, heads: 16, layers: [12, 24], nsamples: 16, seqlen: 256, methods: ['wanda', 'sparsegpt'], malloc: ['default'], keep: false };
   for (let k = 0; k < argv.length; k++) {
     const v = argv[k + 1] ?? '';
     switch (argv[k]) {

@@ -25,9 +25,8 @@ import { sparsegptPrune } from '../src/prune/sparsegpt.js';
 import type { PruneReport } from '../src/prune/job.js';
 import type { ModelSpec } from '../src/arch/types.js';
 import { DEFAULT_SYNTHETIC, writeSyntheticLlama } from './synthetic-model.js';
-import { ensureCliAllocator, fixed, load1, machineInfo, mib, runCli } from './bench-common.js';
+import { fixed, load1, machineInfo, mib, runCli } from './bench-common.js';
 
-ensureCliAllocator();
 
 const args = process.argv.slice(2);
 function option(name: string): string | undefined {
