@@ -13,7 +13,7 @@ import { GraphBuilder } from '../engine/graph.js';
 import { tensor, type Feeds } from '../engine/session.js';
 import { ConfigReader, readRope } from './config.js';
 import { activation, attentionInputs, causalAttention, causalMask, isActivation, layerNorm, linear, rotary, ropeTables, splitHeads, ACTIVATIONS, type Activation } from './ops.js';
-import { headFinal, headLayer, checkSeq, gatherRows, headLogits, headNll, runBlockGraph, tokensOf, weightFeed, type BuiltBlock, type HeadGraph } from './runtime.js';
+import { HeadedArchitecture, checkSeq, gatherRows, runBlockGraph, tokensOf, weightFeed, type BuiltBlock, type HeadGraph } from './runtime.js';
 import type { Architecture, BlockResult, LinearLayer, ModelSpec, TensorSource, Weights } from './types.js';
 
 interface NeoxOptions {
@@ -91,9 +91,9 @@ const SHORT: Record<string, string> = {
   'mlp.dense_4h_to_h': '4h_to_h',
 };
 
-class GptNeoxArchitecture implements Architecture {
+class GptNeoxArchitecture extends HeadedArchitecture implements Architecture {
   private readonly key: string;
-  private readonly head: HeadGraph;
+  protected readonly head: HeadGraph;
   private readonly embedIn: string;
   private readonly finalNorm: { w: string; b: string };
 
@@ -101,6 +101,7 @@ class GptNeoxArchitecture implements Architecture {
     readonly spec: ModelSpec,
     private readonly o: NeoxOptions,
   ) {
+    super();
     const s = spec;
     this.embedIn = `${o.prefix}embed_in.weight`;
     const finalNorm = { w: `${o.prefix}final_layer_norm.weight`, b: `${o.prefix}final_layer_norm.bias` };
@@ -243,21 +244,5 @@ class GptNeoxArchitecture implements Architecture {
       widths: { attn_in: h, o_in: h, mlp_in: h, down_in: m },
       out,
     });
-  }
-
-  headLinear(): LinearLayer & { tied: boolean } {
-    return headLayer(this.head, this.embedTensors());
-  }
-
-  headInput(w: Weights, x: Float32Array): Promise<Float32Array> {
-    return headFinal(this.head, w, x);
-  }
-
-  logits(w: Weights, x: Float32Array): Promise<Float32Array> {
-    return headLogits(this.head, w, x);
-  }
-
-  nll(w: Weights, x: Float32Array, _seq: number, targets: Int32Array): Promise<Float32Array> {
-    return headNll(this.head, w, x, targets);
   }
 }

@@ -10,7 +10,7 @@ import { GraphBuilder } from '../engine/graph.js';
 import { tensor, type Feeds } from '../engine/session.js';
 import { ConfigReader, readHeads } from './config.js';
 import { activation, attentionInputs, causalAttention, causalMask, isActivation, layerNorm, linear, splitHeads, ACTIVATIONS, type Activation } from './ops.js';
-import { headFinal, headLayer, checkSeq, gatherRows, headLogits, headNll, runBlockGraph, tokensOf, weightFeed, type BuiltBlock, type HeadGraph } from './runtime.js';
+import { HeadedArchitecture, checkSeq, gatherRows, runBlockGraph, tokensOf, weightFeed, type BuiltBlock, type HeadGraph } from './runtime.js';
 import type { Architecture, BlockResult, LinearLayer, ModelSpec, TensorSource, Weights } from './types.js';
 
 interface Gpt2Options {
@@ -57,9 +57,9 @@ export function createGpt2(config: Record<string, unknown>, configPath: string, 
   return new Gpt2Architecture(spec, opts);
 }
 
-class Gpt2Architecture implements Architecture {
+class Gpt2Architecture extends HeadedArchitecture implements Architecture {
   private readonly key: string;
-  private readonly head: HeadGraph;
+  protected readonly head: HeadGraph;
   private readonly wte: string;
   private readonly wpe: string;
 
@@ -67,6 +67,7 @@ class Gpt2Architecture implements Architecture {
     readonly spec: ModelSpec,
     private readonly o: Gpt2Options,
   ) {
+    super();
     const s = spec;
     this.key = `gpt2|h${s.hiddenSize}|i${s.intermediateSize}|H${s.numHeads}|eps${o.eps}|${o.act}|sc${o.scale}`;
     this.wte = `${o.prefix}wte.weight`;
@@ -198,21 +199,5 @@ class Gpt2Architecture implements Architecture {
       widths: { attn_in: h, o_in: h, mlp_in: h, down_in: m },
       out,
     });
-  }
-
-  headLinear(): LinearLayer & { tied: boolean } {
-    return headLayer(this.head, this.embedTensors());
-  }
-
-  headInput(w: Weights, x: Float32Array): Promise<Float32Array> {
-    return headFinal(this.head, w, x);
-  }
-
-  logits(w: Weights, x: Float32Array): Promise<Float32Array> {
-    return headLogits(this.head, w, x);
-  }
-
-  nll(w: Weights, x: Float32Array, _seq: number, targets: Int32Array): Promise<Float32Array> {
-    return headNll(this.head, w, x, targets);
   }
 }

@@ -10,7 +10,7 @@ import { tensor, type Feeds } from '../engine/session.js';
 import { preview } from '../errors.js';
 import { ConfigReader, readHeads, readRope } from './config.js';
 import { activation, attentionInputs, causalAttention, causalMask, isActivation, linear, rmsNorm, rotary, ropeTables, splitHeads, ACTIVATIONS, type Activation } from './ops.js';
-import { headFinal, headLayer, gatherRows, headLogits, headNll, runBlockGraph, tokensOf, weightFeed, type BuiltBlock, type HeadGraph } from './runtime.js';
+import { HeadedArchitecture, gatherRows, runBlockGraph, tokensOf, weightFeed, type BuiltBlock, type HeadGraph } from './runtime.js';
 import type { Architecture, BlockResult, LinearLayer, ModelSpec, Weights } from './types.js';
 
 export const LLAMA_MODEL_TYPES = ['llama', 'mistral', 'qwen2', 'qwen3'] as const;
@@ -98,14 +98,15 @@ function nonNegative(c: ConfigReader, field: string): number {
   return v;
 }
 
-class LlamaArchitecture implements Architecture {
+class LlamaArchitecture extends HeadedArchitecture implements Architecture {
   private readonly key: string;
-  private readonly head: HeadGraph;
+  protected readonly head: HeadGraph;
 
   constructor(
     readonly spec: ModelSpec,
     private readonly o: LlamaOptions,
   ) {
+    super();
     const s = spec;
     this.key = `llama|h${s.hiddenSize}|i${s.intermediateSize}|H${s.numHeads}|kv${s.numKvHeads}|d${s.headDim}|eps${o.eps}|${o.act}|b${+o.qkvBias}${+o.oBias}${+o.mlpBias}|qk${+o.qkNorm}`;
     this.head = {
@@ -260,21 +261,5 @@ class LlamaArchitecture implements Architecture {
       widths: { attn_in: h, o_in: H * D, mlp_in: h, down_in: m },
       out,
     });
-  }
-
-  headLinear(): LinearLayer & { tied: boolean } {
-    return headLayer(this.head, this.embedTensors());
-  }
-
-  headInput(w: Weights, x: Float32Array): Promise<Float32Array> {
-    return headFinal(this.head, w, x);
-  }
-
-  logits(w: Weights, x: Float32Array): Promise<Float32Array> {
-    return headLogits(this.head, w, x);
-  }
-
-  nll(w: Weights, x: Float32Array, _seq: number, targets: Int32Array): Promise<Float32Array> {
-    return headNll(this.head, w, x, targets);
   }
 }

@@ -16,7 +16,7 @@ import { GraphBuilder } from '../engine/graph.js';
 import { run, session, tensor, type Feeds } from '../engine/session.js';
 import { ConfigReader } from './config.js';
 import { activation, attentionInputs, causalAttention, causalMask, isActivation, layerNorm, linear, splitHeads, ACTIVATIONS, type Activation } from './ops.js';
-import { headFinal, headLayer, checkSeq, gatherRows, headLogits, headNll, runBlockGraph, tokensOf, weightFeed, type BuiltBlock, type HeadGraph } from './runtime.js';
+import { HeadedArchitecture, checkSeq, gatherRows, runBlockGraph, tokensOf, weightFeed, type BuiltBlock, type HeadGraph } from './runtime.js';
 import type { Architecture, BlockResult, LinearLayer, ModelSpec, TensorSource, Weights } from './types.js';
 
 /** nn.LayerNorm's default epsilon; OPT's config has no field for it. */
@@ -97,15 +97,16 @@ const SHORT: Record<string, string> = {
   fc2: 'fc2',
 };
 
-class OptArchitecture implements Architecture {
+class OptArchitecture extends HeadedArchitecture implements Architecture {
   private readonly key: string;
-  private readonly head: HeadGraph;
+  protected readonly head: HeadGraph;
   private readonly names: { tokens: string; positions: string; projectIn: string; projectOut: string; finalW: string; finalB: string };
 
   constructor(
     readonly spec: ModelSpec,
     private readonly o: OptOptions,
   ) {
+    super();
     const s = spec;
     const d = o.prefix;
     this.names = {
@@ -304,21 +305,5 @@ class OptArchitecture implements Architecture {
       widths: { attn_in: h, o_in: h, mlp_in: h, down_in: m },
       out,
     });
-  }
-
-  headLinear(): LinearLayer & { tied: boolean } {
-    return headLayer(this.head, this.embedTensors());
-  }
-
-  headInput(w: Weights, x: Float32Array): Promise<Float32Array> {
-    return headFinal(this.head, w, x);
-  }
-
-  logits(w: Weights, x: Float32Array): Promise<Float32Array> {
-    return headLogits(this.head, w, x);
-  }
-
-  nll(w: Weights, x: Float32Array, _seq: number, targets: Int32Array): Promise<Float32Array> {
-    return headNll(this.head, w, x, targets);
   }
 }

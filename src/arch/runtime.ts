@@ -145,6 +145,31 @@ function headSession(h: HeadGraph, kind: 'logits' | 'nll'): Promise<ort.Inferenc
   });
 }
 
+/**
+ * The head half of `Architecture`, the same for every family once it has described its HeadGraph:
+ * adapters extend this and implement the rest.
+ */
+export abstract class HeadedArchitecture {
+  protected abstract readonly head: HeadGraph;
+  abstract embedTensors(): string[];
+
+  headLinear(): LinearLayer & { tied: boolean } {
+    return headLayer(this.head, this.embedTensors());
+  }
+
+  headInput(w: Weights, x: Float32Array): Promise<Float32Array> {
+    return headFinal(this.head, w, x);
+  }
+
+  logits(w: Weights, x: Float32Array): Promise<Float32Array> {
+    return headLogits(this.head, w, x);
+  }
+
+  nll(w: Weights, x: Float32Array, _seq: number, targets: Int32Array): Promise<Float32Array> {
+    return headNll(this.head, w, x, targets);
+  }
+}
+
 /** The LM head seen as a prunable linear layer; tied when its weight is one of the embedding tensors. */
 export function headLayer(h: HeadGraph, embedTensors: string[]): LinearLayer & { tied: boolean } {
   const width = h.headWidth ?? h.hidden;
