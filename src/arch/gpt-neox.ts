@@ -13,7 +13,7 @@ import { GraphBuilder } from '../engine/graph.js';
 import { tensor, type Feeds } from '../engine/session.js';
 import { ConfigReader, readRope } from './config.js';
 import { activation, attentionInputs, causalAttention, causalMask, isActivation, layerNorm, linear, rotary, ropeTables, splitHeads, ACTIVATIONS, type Activation } from './ops.js';
-import { HeadedArchitecture, checkSeq, gatherRows, runBlockGraph, tokensOf, weightFeed, type BuiltBlock, type HeadGraph } from './runtime.js';
+import { HeadedArchitecture, linearLayers, checkSeq, gatherRows, runBlockGraph, tokensOf, weightFeed, type BuiltBlock, type HeadGraph } from './runtime.js';
 import type { Architecture, BlockResult, LinearLayer, ModelSpec, TensorSource, Weights } from './types.js';
 
 interface NeoxOptions {
@@ -127,22 +127,12 @@ class GptNeoxArchitecture extends HeadedArchitecture implements Architecture {
 
   linears(i: number): LinearLayer[] {
     const { hiddenSize: h, intermediateSize: m } = this.spec;
-    const p = this.p(i);
-    const l = (name: string, rows: number, cols: number, input: string, stage: number): LinearLayer => ({
-      name,
-      tensor: `${p}${name}.weight`,
-      rows,
-      cols,
-      transposed: false,
-      input,
-      stage,
-    });
-    return [
-      l('attention.query_key_value', 3 * h, h, 'attn_in', 0),
-      l('attention.dense', h, h, 'o_in', 1),
-      l('mlp.dense_h_to_4h', m, h, 'mlp_in', 2),
-      l('mlp.dense_4h_to_h', h, m, 'down_in', 3),
-    ];
+    return linearLayers(this.p(i), false, [
+      ['attention.query_key_value', 3 * h, h, 'attn_in', 0],
+      ['attention.dense', h, h, 'o_in', 1],
+      ['mlp.dense_h_to_4h', m, h, 'mlp_in', 2],
+      ['mlp.dense_4h_to_h', h, m, 'down_in', 3],
+    ]);
   }
 
   private hasBias(layer: string): boolean {

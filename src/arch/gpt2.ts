@@ -10,7 +10,7 @@ import { GraphBuilder } from '../engine/graph.js';
 import { tensor, type Feeds } from '../engine/session.js';
 import { ConfigReader, readHeads } from './config.js';
 import { activation, attentionInputs, causalAttention, causalMask, isActivation, layerNorm, linear, splitHeads, ACTIVATIONS, type Activation } from './ops.js';
-import { HeadedArchitecture, checkSeq, gatherRows, runBlockGraph, tokensOf, weightFeed, type BuiltBlock, type HeadGraph } from './runtime.js';
+import { HeadedArchitecture, linearLayers, checkSeq, gatherRows, runBlockGraph, tokensOf, weightFeed, type BuiltBlock, type HeadGraph } from './runtime.js';
 import type { Architecture, BlockResult, LinearLayer, ModelSpec, TensorSource, Weights } from './types.js';
 
 interface Gpt2Options {
@@ -90,22 +90,12 @@ class Gpt2Architecture extends HeadedArchitecture implements Architecture {
 
   linears(i: number): LinearLayer[] {
     const { hiddenSize: h, intermediateSize: m } = this.spec;
-    const p = this.p(i);
-    const l = (name: string, rows: number, cols: number, input: string, stage: number): LinearLayer => ({
-      name,
-      tensor: `${p}${name}.weight`,
-      rows,
-      cols,
-      transposed: true,
-      input,
-      stage,
-    });
-    return [
-      l('attn.c_attn', 3 * h, h, 'attn_in', 0),
-      l('attn.c_proj', h, h, 'o_in', 1),
-      l('mlp.c_fc', m, h, 'mlp_in', 2),
-      l('mlp.c_proj', h, m, 'down_in', 3),
-    ];
+    return linearLayers(this.p(i), true, [
+      ['attn.c_attn', 3 * h, h, 'attn_in', 0],
+      ['attn.c_proj', h, h, 'o_in', 1],
+      ['mlp.c_fc', m, h, 'mlp_in', 2],
+      ['mlp.c_proj', h, m, 'down_in', 3],
+    ]);
   }
 
   blockTensors(i: number): string[] {

@@ -10,7 +10,7 @@ import { tensor, type Feeds } from '../engine/session.js';
 import { preview } from '../errors.js';
 import { ConfigReader, readHeads, readRope } from './config.js';
 import { activation, attentionInputs, causalAttention, causalMask, isActivation, linear, rmsNorm, rotary, ropeTables, splitHeads, ACTIVATIONS, type Activation } from './ops.js';
-import { HeadedArchitecture, gatherRows, runBlockGraph, tokensOf, weightFeed, type BuiltBlock, type HeadGraph } from './runtime.js';
+import { HeadedArchitecture, linearLayers, gatherRows, runBlockGraph, tokensOf, weightFeed, type BuiltBlock, type HeadGraph } from './runtime.js';
 import type { Architecture, BlockResult, LinearLayer, ModelSpec, Weights } from './types.js';
 
 export const LLAMA_MODEL_TYPES = ['llama', 'mistral', 'qwen2', 'qwen3'] as const;
@@ -126,25 +126,15 @@ class LlamaArchitecture extends HeadedArchitecture implements Architecture {
 
   linears(i: number): LinearLayer[] {
     const { hiddenSize: h, intermediateSize: m, numHeads, numKvHeads, headDim } = this.spec;
-    const p = this.p(i);
-    const l = (name: string, rows: number, cols: number, input: string, stage: number): LinearLayer => ({
-      name,
-      tensor: `${p}${name}.weight`,
-      rows,
-      cols,
-      transposed: false,
-      input,
-      stage,
-    });
-    return [
-      l('self_attn.q_proj', numHeads * headDim, h, 'attn_in', 0),
-      l('self_attn.k_proj', numKvHeads * headDim, h, 'attn_in', 0),
-      l('self_attn.v_proj', numKvHeads * headDim, h, 'attn_in', 0),
-      l('self_attn.o_proj', h, numHeads * headDim, 'o_in', 1),
-      l('mlp.gate_proj', m, h, 'mlp_in', 2),
-      l('mlp.up_proj', m, h, 'mlp_in', 2),
-      l('mlp.down_proj', h, m, 'down_in', 3),
-    ];
+    return linearLayers(this.p(i), false, [
+      ['self_attn.q_proj', numHeads * headDim, h, 'attn_in', 0],
+      ['self_attn.k_proj', numKvHeads * headDim, h, 'attn_in', 0],
+      ['self_attn.v_proj', numKvHeads * headDim, h, 'attn_in', 0],
+      ['self_attn.o_proj', h, numHeads * headDim, 'o_in', 1],
+      ['mlp.gate_proj', m, h, 'mlp_in', 2],
+      ['mlp.up_proj', m, h, 'mlp_in', 2],
+      ['mlp.down_proj', h, m, 'down_in', 3],
+    ]);
   }
 
   /** Bias tensor names present in block i, by layer name. */

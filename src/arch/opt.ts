@@ -16,7 +16,7 @@ import { GraphBuilder } from '../engine/graph.js';
 import { run, session, tensor, type Feeds } from '../engine/session.js';
 import { ConfigReader } from './config.js';
 import { activation, attentionInputs, causalAttention, causalMask, isActivation, layerNorm, linear, splitHeads, ACTIVATIONS, type Activation } from './ops.js';
-import { HeadedArchitecture, checkSeq, gatherRows, runBlockGraph, tokensOf, weightFeed, type BuiltBlock, type HeadGraph } from './runtime.js';
+import { HeadedArchitecture, linearLayers, checkSeq, gatherRows, runBlockGraph, tokensOf, weightFeed, type BuiltBlock, type HeadGraph } from './runtime.js';
 import type { Architecture, BlockResult, LinearLayer, ModelSpec, TensorSource, Weights } from './types.js';
 
 /** nn.LayerNorm's default epsilon; OPT's config has no field for it. */
@@ -158,24 +158,14 @@ class OptArchitecture extends HeadedArchitecture implements Architecture {
 
   linears(i: number): LinearLayer[] {
     const { hiddenSize: h, intermediateSize: m } = this.spec;
-    const p = this.p(i);
-    const l = (name: string, rows: number, cols: number, input: string, stage: number): LinearLayer => ({
-      name,
-      tensor: `${p}${name}.weight`,
-      rows,
-      cols,
-      transposed: false,
-      input,
-      stage,
-    });
-    return [
-      l('self_attn.q_proj', h, h, 'attn_in', 0),
-      l('self_attn.k_proj', h, h, 'attn_in', 0),
-      l('self_attn.v_proj', h, h, 'attn_in', 0),
-      l('self_attn.out_proj', h, h, 'o_in', 1),
-      l('fc1', m, h, 'mlp_in', 2),
-      l('fc2', h, m, 'down_in', 3),
-    ];
+    return linearLayers(this.p(i), false, [
+      ['self_attn.q_proj', h, h, 'attn_in', 0],
+      ['self_attn.k_proj', h, h, 'attn_in', 0],
+      ['self_attn.v_proj', h, h, 'attn_in', 0],
+      ['self_attn.out_proj', h, h, 'o_in', 1],
+      ['fc1', m, h, 'mlp_in', 2],
+      ['fc2', h, m, 'down_in', 3],
+    ]);
   }
 
   blockTensors(i: number): string[] {
