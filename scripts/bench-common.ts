@@ -11,6 +11,16 @@ import { join } from 'node:path';
 
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
+/** The value after `--name` on this script's command line, if given. */
+export function option(name: string): string | undefined {
+  const args = process.argv.slice(2);
+  const at = args.indexOf(name);
+  if (at < 0) return undefined;
+  const v = args[at + 1];
+  if (v === undefined) throw new Error(`${name} needs a value`);
+  return v;
+}
+
 export interface MachineInfo {
   cpu: string;
   cores: number;

@@ -25,17 +25,9 @@ import { windowsPerCall } from '../src/run/blocks.js';
 import { matmul } from '../src/engine/linalg.js';
 import { startProfiling, stopProfiling } from '../src/engine/session.js';
 import { DEFAULT_SYNTHETIC, writeSyntheticLlama } from './synthetic-model.js';
-import { fixed, load1, machineInfo, pct, runCli, summarizeProfiles } from './bench-common.js';
-
+import { fixed, option, load1, machineInfo, pct, runCli, summarizeProfiles } from './bench-common.js';
 
 const args = process.argv.slice(2);
-function option(name: string): string | undefined {
-  const at = args.indexOf(name);
-  if (at < 0) return undefined;
-  const v = args[at + 1];
-  if (v === undefined) throw new Error(`${name} needs a value`);
-  return v;
-}
 const maxTokens = Number(option('--max-tokens') ?? 16384);
 const seqlen = Number(option('--seqlen') ?? 512);
 const jsonPath = option('--json') ?? 'out/bench-eval.json';

@@ -25,17 +25,9 @@ import { sparsegptPrune } from '../src/prune/sparsegpt.js';
 import type { PruneReport } from '../src/prune/job.js';
 import type { ModelSpec } from '../src/arch/types.js';
 import { DEFAULT_SYNTHETIC, writeSyntheticLlama } from './synthetic-model.js';
-import { fixed, load1, machineInfo, mib, runCli } from './bench-common.js';
-
+import { fixed, option, load1, machineInfo, mib, runCli } from './bench-common.js';
 
 const args = process.argv.slice(2);
-function option(name: string): string | undefined {
-  const at = args.indexOf(name);
-  if (at < 0) return undefined;
-  const v = args[at + 1];
-  if (v === undefined) throw new Error(`${name} needs a value`);
-  return v;
-}
 const nsamples = Number(option('--nsamples') ?? 128);
 const seqlen = Number(option('--seqlen') ?? 512);
 const methods = (option('--methods') ?? 'wanda,sparsegpt').split(',');

@@ -12,6 +12,7 @@
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileError, ShearsError } from '../errors.js';
+import { readJsonObject } from './json-file.js';
 import { typedView, type DType, type TypedTensor } from './dtype.js';
 import { readCompressionSettings } from './compressed/config.js';
 import { CompressedView } from './compressed/view.js';
@@ -137,22 +138,7 @@ export class Checkpoint {
 }
 
 function readConfig(dir: string): Record<string, unknown> {
-  const path = join(dir, 'config.json');
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw fileError(path, code === 'ENOENT' ? 'missing (a HuggingFace model folder needs config.json)' : `cannot read (${code ?? String(e)})`);
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (e) {
-    throw fileError(path, `not valid JSON (${(e as Error).message})`);
-  }
-  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw fileError(path, 'not a JSON object');
-  return json as Record<string, unknown>;
+  return readJsonObject(join(dir, 'config.json'), 'missing (a HuggingFace model folder needs config.json)');
 }
 
 function openWeights(dir: string): TensorSet {

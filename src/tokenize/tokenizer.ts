@@ -20,6 +20,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
+import { readJsonObject } from '../io/json-file.js';
 import { fileError, ShearsError } from '../errors.js';
 
 export interface EncodeOptions {
@@ -50,21 +51,6 @@ export interface TextTokenizer {
 
 type Json = Record<string, unknown>;
 
-function readJson(path: string): Json {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (e) {
-    throw fileError(path, `cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
-  }
-  try {
-    const v: unknown = JSON.parse(text);
-    if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Error('not a JSON object');
-    return v as Json;
-  } catch (e) {
-    throw fileError(path, `is not valid JSON (${(e as Error).message})`);
-  }
-}
 
 /** tokenizer_config.json spells special tokens as a string or as {content: string}. */
 function tokenText(v: unknown): string | null {
@@ -191,9 +177,9 @@ export function loadTokenizer(modelDir: string): TextTokenizer {
 function loadTokenizerUnguarded(modelDir: string): TextTokenizer {
   const tjPath = join(modelDir, 'tokenizer.json');
   if (!existsSync(tjPath)) throw fileError(modelDir, 'has no tokenizer.json (shears needs the fast-tokenizer file)');
-  const tj = readJson(tjPath);
+  const tj = readJsonObject(tjPath);
   const tcPath = join(modelDir, 'tokenizer_config.json');
-  const tc = existsSync(tcPath) ? readJson(tcPath) : {};
+  const tc = existsSync(tcPath) ? readJsonObject(tcPath) : {};
   let hf: Tokenizer;
   try {
     hf = new Tokenizer(tj, tc);

@@ -3,10 +3,9 @@
  * {"metadata": {"total_size": <bytes of all tensor data>}, "weight_map": {tensor name: shard file name}},
  * with shards named `model-00001-of-00003.safetensors`.
  */
-import { readFileSync } from 'node:fs';
+import { readJsonObject } from '../json-file.js';
 import { fileError } from '../../errors.js';
 import { writeFileAtomic } from '../atomic.js';
-import { findDuplicateKey } from './duplicate-keys.js';
 
 export const SINGLE_FILE_NAME = 'model.safetensors';
 export const INDEX_FILE_NAME = 'model.safetensors.index.json';
@@ -26,26 +25,11 @@ export interface SafetensorsIndex {
 
 /** Read and validate an index file. */
 export function readSafetensorsIndex(path: string): SafetensorsIndex {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw fileError(path, code === 'ENOENT' ? 'no such file' : `cannot read (${code ?? String(e)})`);
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (e) {
-    throw fileError(path, `not valid JSON (${(e as Error).message})`);
-  }
-  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw fileError(path, 'not a JSON object');
+  const json = readJsonObject(path, 'no such file', true);
   const { metadata, weight_map } = json as { metadata?: unknown; weight_map?: unknown };
   if (typeof weight_map !== 'object' || weight_map === null || Array.isArray(weight_map)) {
     throw fileError(path, '"weight_map" is missing or not an object of tensor name → shard file');
   }
-  const dup = findDuplicateKey(text);
-  if (dup !== undefined) throw fileError(path, `the key "${dup}" appears twice`);
   const weightMap = new Map<string, string>();
   for (const [name, file] of Object.entries(weight_map as Record<string, unknown>)) {
     if (typeof file !== 'string' || file === '' || file.includes('/') || file.includes('\\') || file.startsWith('.')) {
