@@ -13,7 +13,7 @@ import { GraphBuilder } from '../engine/graph.js';
 import { tensor, type Feeds } from '../engine/session.js';
 import { ConfigReader, readRope } from './config.js';
 import { activation, attentionInputs, causalAttention, causalMask, isActivation, layerNorm, linear, rotary, ropeTables, splitHeads, ACTIVATIONS, type Activation } from './ops.js';
-import { HeadedArchitecture, linearLayers, checkSeq, gatherRows, runBlockGraph, tokensOf, weightFeed, type BuiltBlock, type HeadGraph } from './runtime.js';
+import { HeadedArchitecture, finishBlock, linearLayers, checkSeq, gatherRows, runBlockGraph, tokensOf, weightFeed, type BuiltBlock, type HeadGraph } from './runtime.js';
 import type { Architecture, BlockResult, LinearLayer, ModelSpec, TensorSource, Weights } from './types.js';
 
 interface NeoxOptions {
@@ -192,16 +192,7 @@ class GptNeoxArchitecture extends HeadedArchitecture implements Architecture {
     const downIn = activation(g, lin(mlpIn, 'mlp.dense_h_to_4h', m, h), o.act);
     const out = g.op('Add', [hMid, lin(downIn, 'mlp.dense_4h_to_h', h, m)]);
 
-    g.output(out, 'float32', ['tokens', h]);
-    const captures: Record<string, string> = {};
-    if (capture) {
-      const widths = { attn_in: [attnIn, h], o_in: [oIn, h], mlp_in: [mlpIn, h], down_in: [downIn, m] } as const;
-      for (const [id, [value, width]] of Object.entries(widths)) {
-        g.output(value, 'float32', ['tokens', width]);
-        captures[id] = value;
-      }
-    }
-    return { bytes: g.toBytes(), out, captures };
+    return finishBlock(g, x, out, h, capture, { attn_in: [attnIn, h], o_in: [oIn, h], mlp_in: [mlpIn, h], down_in: [downIn, m] });
   }
 
   async runBlock(i: number, w: Weights, x: Float32Array, seq: number, capture: boolean, out?: Float32Array): Promise<BlockResult> {

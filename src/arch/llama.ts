@@ -10,7 +10,7 @@ import { tensor, type Feeds } from '../engine/session.js';
 import { preview } from '../errors.js';
 import { ConfigReader, readHeads, readRope } from './config.js';
 import { activation, attentionInputs, causalAttention, causalMask, isActivation, linear, rmsNorm, rotary, ropeTables, splitHeads, ACTIVATIONS, type Activation } from './ops.js';
-import { HeadedArchitecture, linearLayers, gatherRows, runBlockGraph, tokensOf, weightFeed, type BuiltBlock, type HeadGraph } from './runtime.js';
+import { HeadedArchitecture, finishBlock, linearLayers, gatherRows, runBlockGraph, tokensOf, weightFeed, type BuiltBlock, type HeadGraph } from './runtime.js';
 import type { Architecture, BlockResult, LinearLayer, ModelSpec, Weights } from './types.js';
 
 export const LLAMA_MODEL_TYPES = ['llama', 'mistral', 'qwen2', 'qwen3'] as const;
@@ -198,16 +198,7 @@ class LlamaArchitecture extends HeadedArchitecture implements Architecture {
     const downIn = g.op('Mul', [gate, lin(mlpIn, 'up', m, h, o.mlpBias)]);
     const out = g.op('Add', [hMid, lin(downIn, 'down', h, m, o.mlpBias)]);
 
-    g.output(out, 'float32', ['tokens', h]);
-    const captures: Record<string, string> = {};
-    if (capture) {
-      const widths = { attn_in: [attnIn, h], o_in: [oIn, H * D], mlp_in: [mlpIn, h], down_in: [downIn, m] } as const;
-      for (const [id, [value, width]] of Object.entries(widths)) {
-        g.output(value, 'float32', ['tokens', width]);
-        captures[id] = value;
-      }
-    }
-    return { bytes: g.toBytes(), out, captures };
+    return finishBlock(g, x, out, h, capture, { attn_in: [attnIn, h], o_in: [oIn, H * D], mlp_in: [mlpIn, h], down_in: [downIn, m] });
   }
 
   async runBlock(i: number, w: Weights, x: Float32Array, seq: number, capture: boolean, out?: Float32Array): Promise<BlockResult> {

@@ -16,7 +16,7 @@ import { GraphBuilder } from '../engine/graph.js';
 import { run, session, tensor, type Feeds } from '../engine/session.js';
 import { ConfigReader } from './config.js';
 import { activation, attentionInputs, causalAttention, causalMask, isActivation, layerNorm, linear, splitHeads, ACTIVATIONS, type Activation } from './ops.js';
-import { HeadedArchitecture, linearLayers, checkSeq, gatherRows, runBlockGraph, tokensOf, weightFeed, type BuiltBlock, type HeadGraph } from './runtime.js';
+import { HeadedArchitecture, finishBlock, linearLayers, checkSeq, gatherRows, runBlockGraph, tokensOf, weightFeed, type BuiltBlock, type HeadGraph } from './runtime.js';
 import type { Architecture, BlockResult, LinearLayer, ModelSpec, TensorSource, Weights } from './types.js';
 
 /** nn.LayerNorm's default epsilon; OPT's config has no field for it. */
@@ -255,16 +255,7 @@ class OptArchitecture extends HeadedArchitecture implements Architecture {
     let out = g.op('Add', [hMid, lin(downIn, 'fc2', h, m)]);
     if (!o.preLN) out = this.layerNorm(g, out, 'ln2');
 
-    g.output(out, 'float32', ['tokens', h]);
-    const captures: Record<string, string> = {};
-    if (capture) {
-      const widths = { attn_in: [attnIn, h], o_in: [oIn, h], mlp_in: [mlpIn, h], down_in: [downIn, m] } as const;
-      for (const [id, [value, width]] of Object.entries(widths)) {
-        // Post-LN feeds q/k/v the block input itself; a graph input cannot double as an output, so copy it.
-        captures[id] = value === x ? g.output(value, 'float32', ['tokens', width], `${id}_copy`) : g.output(value, 'float32', ['tokens', width]);
-      }
-    }
-    return { bytes: g.toBytes(), out, captures };
+    return finishBlock(g, x, out, h, capture, { attn_in: [attnIn, h], o_in: [oIn, h], mlp_in: [mlpIn, h], down_in: [downIn, m] });
   }
 
   async runBlock(i: number, w: Weights, x: Float32Array, seq: number, capture: boolean, out?: Float32Array): Promise<BlockResult> {

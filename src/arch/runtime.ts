@@ -52,6 +52,22 @@ function scratchBuffer(key: string, length: number): Float32Array {
   return b.subarray(0, length);
 }
 
+/**
+ * Declares a block graph's outputs: `out` [tokens, hidden] and, in the capturing variant, each linear
+ * input (id → [value, width]); `x` is the graph's input value. Returns the built block.
+ */
+export function finishBlock(g: GraphBuilder, x: string, out: string, hidden: number, capture: boolean, inputs: Record<string, readonly [string, number]>): BuiltBlock {
+  g.output(out, 'float32', ['tokens', hidden]);
+  const captures: Record<string, string> = {};
+  if (capture) {
+    for (const [id, [value, width]] of Object.entries(inputs)) {
+      // A post-LN block feeds its first layers the block input x itself; a graph input cannot double as an output.
+      captures[id] = g.output(value, 'float32', ['tokens', width], value === x ? `${id}_copy` : undefined);
+    }
+  }
+  return { bytes: g.toBytes(), out, captures };
+}
+
 export interface BlockCall {
   /** Session cache key for the graph shape (family + dims); the capture variant is keyed apart. */
   key: string;
