@@ -2,7 +2,6 @@
  * `shears export` and `shears inspect` on compressed checkpoints through the real CLI: output folders,
  * sizes against dense fp16 (worked out from the files), JSON, and one-line errors.
  */
-import { spawn } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,26 +9,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ExportReport } from '../../src/export/export.js';
 import type { InspectSummary } from '../../src/inspect/summary.js';
 import { magnitudePrunedCopy, parseSafetensors, writeSafetensors } from '../io/compressed-helpers.js';
+import { REPO, runShears, type Run } from '../helpers/cli.js';
 
-const REPO = join(import.meta.dirname, '..', '..');
 const root = mkdtempSync(join(tmpdir(), 'shears-export-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
-type Run = { status: number | null; stdout: string; stderr: string };
-
 function shears(...args: string[]): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(join(REPO, 'node_modules', '.bin', 'tsx'), [join(REPO, 'src', 'cli', 'main.ts'), ...args], {
-      cwd: root,
-      env: { ...process.env, HF_HUB_OFFLINE: '1' },
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (status) => resolve({ status, stdout, stderr }));
-  });
+  return runShears(root, ...args);
 }
 
 const pruned = join(root, 'stories-50');

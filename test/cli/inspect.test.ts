@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,28 +7,14 @@ import type { DType } from '../../src/io/dtype.js';
 import { SafetensorsWriter } from '../../src/io/safetensors/writer.js';
 import { inspectCheckpoint, type InspectSummary } from '../../src/inspect/summary.js';
 import { nmSatisfied } from '../../src/prune/pattern-check.js';
+import { REPO, runShears, type Run } from '../helpers/cli.js';
 
-const REPO = join(import.meta.dirname, '..', '..');
 const LLAMA = join(REPO, 'test', 'fixtures', 'llama-tiny-gqa');
 const root = mkdtempSync(join(tmpdir(), 'shears-inspect-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
-type Run = { status: number | null; stdout: string; stderr: string };
-
-/** Run the real CLI (`tsx src/cli/main.ts ...`); runs are started together to overlap their start-up. */
 function shears(...args: string[]): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(join(REPO, 'node_modules', '.bin', 'tsx'), [join(REPO, 'src', 'cli', 'main.ts'), ...args], {
-      cwd: REPO,
-      env: { ...process.env, HF_HUB_OFFLINE: '1' },
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (status) => resolve({ status, stdout, stderr }));
-  });
+  return runShears(REPO, ...args);
 }
 
 /** Independent N:M check: slice each row into groups of m and count zeros with filter. */
