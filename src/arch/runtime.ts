@@ -5,7 +5,7 @@
 import type ort from 'onnxruntime-node';
 import { ShearsError, usageError } from '../errors.js';
 import { GraphBuilder } from '../engine/graph.js';
-import { run, session, tensor, type Feeds } from '../engine/session.js';
+import { releaseSessions, run, session, tensor, type Feeds } from '../engine/session.js';
 import type { BlockResult, LinearLayer, Weights } from './types.js';
 
 /** A weight from `w` as a tensor of shape `dims`, checking that it has that many values. */
@@ -82,13 +82,21 @@ export interface BlockCall {
   out?: Float32Array;
 }
 
+/** Session keys of block graphs start with this, so that they can be released together. */
+const BLOCK_SESSION = 'block|';
+
+/** Releases every block graph's session and its memory arena; the next call rebuilds them. */
+export function releaseBlockSessions(): Promise<void> {
+  return releaseSessions(BLOCK_SESSION);
+}
+
 /**
  * Runs one block graph. Buffer contract: `out` is the caller's `out` or a fresh array, never reused by
  * shears; the captured `inputs` are scratch buffers reused by the next capturing call of the same graph
  * shape, so consume (or copy) them before running the block again.
  */
 export async function runBlockGraph(c: BlockCall): Promise<BlockResult> {
-  const key = c.capture ? `${c.key}|capture` : c.key;
+  const key = `${BLOCK_SESSION}${c.capture ? `${c.key}|capture` : c.key}`;
   const s = await session(key, () => {
     const b = c.build(c.capture);
     names.set(key, { out: b.out, captures: b.captures });

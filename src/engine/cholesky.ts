@@ -94,28 +94,36 @@ async function factor(work: Work, off: number, size: number, wantM: boolean): Pr
 
   const mark = scratch64.mark();
   try {
-    // t = L21·M11 is needed only after the trailing block is factored, but is computed now so that M11
-    // and L21 can be dropped before recursing: the scratch held across the recursion is t alone.
-    const t = wantM ? scratch64.alloc(n2 * n1) : undefined;
-    const afterT = scratch64.mark();
     const l21 = scratch64.alloc(n2 * n1);
-    {
-      const m2 = scratch64.mark();
-      const m11 = scratch64.alloc(n1 * n1);
-      copyLower(w, n, off, n1, m11);
-      await solveBlock(w, n, o2, off, n2, n1, m11, l21);
-      if (t) await gemmInto(t, l21, [n2, n1], m11, [n1, n1]);
-      scratch64.release(m2);
-    }
+    const afterL21 = scratch64.mark();
+    const m11 = scratch64.alloc(n1 * n1);
+    copyLower(w, n, off, n1, m11);
+    await solveBlock(w, n, o2, off, n2, n1, m11, l21);
+    // t = L21·M11 is needed only after the trailing block is factored. It waits in A21's place (A21 is
+    // spent, and M21 goes there in the end) rather than in scratch held across the recursion: the scratch
+    // peak is then L21 + M11, half the matrix, where a held t made it three quarters.
+    if (wantM) await productIntoBlock(w, n, o2, off, l21, [n2, n1], m11, n1);
+    scratch64.release(afterL21);
     if (lout) for (let i = 0; i < n2; i++) lout.set(l21.subarray(i * n1, (i + 1) * n1), (o2 + i) * n + off);
     await schurUpdate(w, n, o2, n2, l21, n1);
-    scratch64.release(afterT);
-
-    await factor(work, o2, n2, wantM);
-    if (t) await lowerProduct(w, n, o2, n2, t, n1, off);
   } finally {
     scratch64.release(mark);
   }
+
+  await factor(work, o2, n2, wantM);
+  if (wantM) await lowerProduct(w, n, o2, n2, n1, off);
+}
+
+/**
+ * Elements of scratch64 that factor() needs at most for an n×n matrix: L21 and M11 at the top level
+ * (n²/4 each at most, with n1 ≤ n2), plus the row-chunk buffers of one product beside them (each at most
+ * a chunk, or 32 rows of n). Reserved up front so that no part of a factorisation is served by throwaway
+ * allocations, which would stay resident until the next garbage collection.
+ */
+export function factorScratch(n: number): number {
+  if (n <= LEAF) return n * n;
+  const n1 = n >> 1;
+  return n1 * (n - n1) + n1 * n1 + 2 * Math.max(CHUNK_ELEMS, 32 * n);
 }
 
 /** l[s×k] ← A21·M11ᵀ with A21 the block of w at rows [r, r+s), columns [c, c+k), copied over in chunks. */
@@ -128,6 +136,23 @@ async function solveBlock(w: Float64Array, n: number, r: number, c: number, s: n
       const rows = Math.min(rowsMax, s - r0);
       for (let i = 0; i < rows; i++) a.set(w.subarray((r + r0 + i) * n + c, (r + r0 + i) * n + c + k), i * k);
       await gemmInto(l.subarray(r0 * k, (r0 + rows) * k), a.subarray(0, rows * k), [rows, k], m11, [k, k], { transB: true });
+    }
+  } finally {
+    scratch64.release(mark);
+  }
+}
+
+/** w's block rows [r, r+s) × columns [c, c+k) ← a·b for a [s×j] and b [j×k], in row chunks through scratch. */
+async function productIntoBlock(w: Float64Array, n: number, r: number, c: number, a: Float64Array, [s, j]: readonly [number, number], b: Float64Array, k: number): Promise<void> {
+  const mark = scratch64.mark();
+  try {
+    const rowsMax = Math.max(1, Math.min(s, Math.floor(CHUNK_ELEMS / k)));
+    const out = scratch64.alloc(rowsMax * k);
+    for (let r0 = 0; r0 < s; r0 += rowsMax) {
+      const rows = Math.min(rowsMax, s - r0);
+      const o = out.subarray(0, rows * k);
+      await gemmInto(o, a.subarray(r0 * j, (r0 + rows) * j), [rows, j], b, [j, k]);
+      for (let i = 0; i < rows; i++) w.set(o.subarray(i * k, (i + 1) * k), (r + r0 + i) * n + c);
     }
   } finally {
     scratch64.release(mark);
@@ -175,11 +200,14 @@ async function schurUpdate(w: Float64Array, n: number, o: number, s: number, l: 
 
 /**
  * w's block rows [o, o+s) × columns [c, c+k) ← −M·t, where M [s×s] is the lower triangle of w's diagonal
- * block at (o, o) (already inverted) and t is [s×k]. Row i of M·t only needs t's first i+1 rows.
+ * block at (o, o) (already inverted) and t [s×k] is what that block of w holds now (productIntoBlock put it
+ * there). Row i of M·t only needs t's first i+1 rows.
  */
-async function lowerProduct(w: Float64Array, n: number, o: number, s: number, t: Float64Array, k: number, c: number): Promise<void> {
+async function lowerProduct(w: Float64Array, n: number, o: number, s: number, k: number, c: number): Promise<void> {
   const mark = scratch64.mark();
   try {
+    const t = scratch64.alloc(s * k);
+    for (let i = 0; i < s; i++) t.set(w.subarray((o + i) * n + c, (o + i) * n + c + k), i * k);
     const rowsMax = Math.max(1, Math.min(s, Math.floor(CHUNK_ELEMS / k)));
     const a = scratch64.alloc(rowsMax * s);
     const out = scratch64.alloc(rowsMax * k);
@@ -276,15 +304,23 @@ export function cholesky(a: Float64Array | Float32Array, n: number, opts: Factor
  * The upper-triangular U with positive diagonal and H⁻¹ = UᵀU, for symmetric positive definite H [n×n]:
  * SparseGPT's `cholesky(cholesky_inverse(cholesky(H)), upper=True)`. Only H's upper triangle is read
  * (it is the lower triangle of the flipped matrix that gets factored). A failing pivot is reported as
- * H's row/column index.
+ * H's row/column index. With `out` = `h` (float64) the factor replaces H; if the factorisation fails,
+ * H's strict lower triangle is still as given (it is never written) and the rest is undefined.
  */
 export function choleskyInverseUpper(h: Float32Array | Float64Array, n: number, opts: FactorOptions = {}): Promise<Float64Array> {
   checkSquare('choleskyInverseUpper', h, n);
   return serial(async () => {
     const w = resultArray('choleskyInverseUpper', n, opts.out);
-    w.set(h);
+    scratch64.reserve(factorScratch(n));
+    if (w !== h) w.set(h);
     w.reverse();
-    await factor({ w, n, pivot: (k) => n - 1 - k }, 0, n, true);
+    try {
+      await factor({ w, n, pivot: (k) => n - 1 - k }, 0, n, true);
+    } catch (e) {
+      // In place, H is flipped back so that the caller can rebuild it from its untouched half and retry.
+      if (w === h) w.reverse();
+      throw e;
+    }
     w.reverse();
     for (let i = 1; i < n; i++) w.fill(0, i * n, i * n + i);
     return w;

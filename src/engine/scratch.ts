@@ -30,6 +30,20 @@ export class ScratchArena<T extends Float32Array | Float64Array> {
     return this.make(length);
   }
 
+  /**
+   * Makes the buffer hold at least `length` elements, so that a caller that knows its high-water mark is
+   * served entirely from the buffer (never by throwaway allocations). Only while the arena is unused.
+   */
+  reserve(length: number): void {
+    if (this.top !== 0) throw new RangeError('scratch arena reserved while in use');
+    if (length > this.buf.length) this.buf = this.make(length);
+  }
+
+  /** The most elements in use at once since the last clear(). */
+  get highWater(): number {
+    return this.high;
+  }
+
   release(mark: number): void {
     if (mark > this.top) throw new RangeError('scratch arena released out of order');
     this.top = mark;

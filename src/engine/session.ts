@@ -63,6 +63,15 @@ export async function run(s: ort.InferenceSession, feeds: Feeds, into: Fetches =
   return out as Record<string, ort.Tensor>;
 }
 
+/** Releases the cached sessions whose key starts with `prefix`, and with them their memory arenas. */
+export async function releaseSessions(prefix: string): Promise<void> {
+  for (const [key, s] of [...sessions]) {
+    if (!key.startsWith(prefix)) continue;
+    sessions.delete(key);
+    await (await s).release();
+  }
+}
+
 export function clearSessions(): void {
   sessions.clear();
 }

@@ -17,6 +17,8 @@ import {
   invertSpd,
   matmul,
 } from '../../src/engine/linalg.js';
+import { factorScratch } from '../../src/engine/cholesky.js';
+import { releaseScratch, scratch64 } from '../../src/engine/scratch.js';
 
 function rng(seed: number): () => number {
   let s = seed >>> 0;
@@ -340,6 +342,31 @@ describe('choleskyInverseUpper (float64)', () => {
     const err = await choleskyInverseUpper(bad, n).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(NotPositiveDefiniteError);
     expect((err as NotPositiveDefiniteError).pivot).toBe(5);
+  });
+
+  it('leaves the strict lower triangle of an in-place H untouched when it fails (SparseGPT rebuilds H from it)', async () => {
+    const n = 300;
+    const h = dampedGram(n, 200, 20, 0.01, 12);
+    h[250 * n + 250] = -1; // fails late, after the top-level blocks have been written
+    const hd = Float64Array.from(h);
+    const err = await choleskyInverseUpper(hd, n, { out: hd }).catch((e: unknown) => e);
+    expect((err as NotPositiveDefiniteError).pivot).toBe(250);
+    let changed = 0;
+    for (let i = 0; i < n; i++) for (let j = 0; j < i; j++) if (!Object.is(hd[i * n + j], h[i * n + j])) changed++;
+    expect(changed).toBe(0);
+  });
+
+  it('is served entirely by the scratch it reserves (no throwaway allocations), and that is at most half of H plus chunks', async () => {
+    for (const n of [100, 129, 700, 1500]) {
+      releaseScratch();
+      const h = dampedGram(n, 16, 4, 0.1, n);
+      await choleskyInverseUpper(h, n);
+      expect(scratch64.highWater).toBeGreaterThan(0);
+      expect(scratch64.highWater).toBeLessThanOrEqual(factorScratch(n));
+      expect(scratch64.capacity).toBe(factorScratch(n));
+      if (n >= 700) expect(factorScratch(n)).toBeLessThan(n * n / 2 + 2 * (4 << 20) / 8 + 1);
+    }
+    releaseScratch();
   });
 });
 

@@ -43,6 +43,14 @@ describe('GramAccumulator', () => {
     // result() is final and stable: the layers sharing the input all read the same H.
     expect(acc.result()).toBe(h);
     await expect(acc.add(new Float32Array(cols), 1, 1)).rejects.toThrow(/after result/);
+    // The last reader takes H widened to float64 in place: every value exactly the float32 one.
+    const copy = Float32Array.from(h);
+    const h64 = acc.takeFloat64();
+    expect(h64).toBeInstanceOf(Float64Array);
+    expect(h64.length).toBe(cols * cols);
+    expect(h64.buffer).toBe(h.buffer);
+    for (let i = 0; i < cols * cols; i++) expect(Object.is(h64[i], copy[i])).toBe(true);
+    expect(() => acc.result()).toThrow(/after takeFloat64/);
   });
 
   it('is all zeros before any data, and checks batch shapes', async () => {
