@@ -22,6 +22,7 @@ import { join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { readJsonObject } from '../io/json-file.js';
 import { fileError, ShearsError } from '../errors.js';
+import { byteLevelTokenizerJson, checkVocab, readMerges } from './byte-level-bpe.js';
 
 export interface EncodeOptions {
   /** Prepend the BOS id. Default: the tokenizer's own setting (tokenizer_config.json add_bos_token). */
@@ -157,7 +158,7 @@ const PIECE_CACHE_LIMIT = 200_000;
  * one-line error naming tokenizer.json, at load or at the first encode/decode.
  */
 export function loadTokenizer(modelDir: string): TextTokenizer {
-  const tjPath = join(modelDir, 'tokenizer.json');
+  const tjPath = tokenizerFile(modelDir);
   const guard = <T>(what: string, f: () => T): T => {
     try {
       return f();
@@ -174,12 +175,33 @@ export function loadTokenizer(modelDir: string): TextTokenizer {
   };
 }
 
+/**
+ * The file the tokenizer comes from: tokenizer.json, else vocab.json (with merges.txt beside it) of a
+ * byte-level BPE tokenizer that ships only the slow files (e.g. OPT).
+ */
+function tokenizerFile(modelDir: string): string {
+  const fast = join(modelDir, 'tokenizer.json');
+  const vocab = join(modelDir, 'vocab.json');
+  return !existsSync(fast) && existsSync(vocab) && existsSync(join(modelDir, 'merges.txt')) ? vocab : fast;
+}
+
+/** tokenizer.json's object, or the one transformers would convert from vocab.json + merges.txt. */
+function tokenizerJson(modelDir: string, tc: Json): { tj: Json; path: string } {
+  const path = tokenizerFile(modelDir);
+  if (path.endsWith('vocab.json')) {
+    const tj = byteLevelTokenizerJson(checkVocab(path, readJsonObject(path)), readMerges(join(modelDir, 'merges.txt')), tc);
+    return { tj, path };
+  }
+  if (!existsSync(path)) throw fileError(modelDir, 'has no tokenizer.json (nor vocab.json + merges.txt)');
+  return { tj: readJsonObject(path), path };
+}
+
 function loadTokenizerUnguarded(modelDir: string): TextTokenizer {
-  const tjPath = join(modelDir, 'tokenizer.json');
-  if (!existsSync(tjPath)) throw fileError(modelDir, 'has no tokenizer.json (shears needs the fast-tokenizer file)');
-  const tj = readJsonObject(tjPath);
   const tcPath = join(modelDir, 'tokenizer_config.json');
-  const tc = existsSync(tcPath) ? readJsonObject(tcPath) : {};
+  const mapPath = join(modelDir, 'special_tokens_map.json');
+  // special_tokens_map.json names the special tokens where tokenizer_config.json does not (older OPT uploads).
+  const tc = { ...(existsSync(mapPath) ? readJsonObject(mapPath) : {}), ...(existsSync(tcPath) ? readJsonObject(tcPath) : {}) };
+  const { tj, path: tjPath } = tokenizerJson(modelDir, tc);
   let hf: Tokenizer;
   try {
     hf = new Tokenizer(tj, tc);
