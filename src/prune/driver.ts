@@ -13,7 +13,7 @@ import type { SparsitySpec, PruneResult } from './spec.js';
 import { magnitudePrune } from './magnitude.js';
 import { randomPrune } from './random.js';
 import { wandaPrune } from './wanda.js';
-import { sparsegptPrune } from './sparsegpt.js';
+import { inverseHessian, sparsegptPrune, type InverseHessian } from './sparsegpt.js';
 import { GramAccumulator, ColumnNormAccumulator } from './stats.js';
 import { globMatcher } from './glob.js';
 import { nmHoldsWithTail } from './pattern-check.js';
@@ -97,7 +97,8 @@ export function blockSpec(opts: PruneOptions, block: number): SparsitySpec {
   return s === undefined ? opts.spec : { kind: 'unstructured', sparsity: s };
 }
 
-type Stats = GramAccumulator | ColumnNormAccumulator;
+/** A layer input's statistic; for SparseGPT, its Gram matrix until the first reader factors it. */
+type Stats = GramAccumulator | ColumnNormAccumulator | InverseHessian;
 
 /** What every block of one run shares. `x` holds the calibration windows' hidden states entering the next block. */
 interface Run {
@@ -170,12 +171,9 @@ async function pruneStage(run: Run, b: number, w: Weights, todo: LinearLayer[]):
   const stats = run.calibrated && todo.length > 0 ? await collectStats(run, b, w, todo) : new Map<string, Stats>();
   for (const [k, l] of todo.entries()) {
     const t = performance.now();
-    // The last layer that reads a statistic owns it (a Gram matrix is cols² floats): it leaves the map
-    // now, and SparseGPT may overwrite it.
-    const stat = stats.get(l.input);
-    const last = !todo.slice(k + 1).some((m) => m.input === l.input);
-    if (last) stats.delete(l.input);
-    const r = await pruneLayer(l, w.get(l.tensor)!, stat, last, spec, opts, run.layers.length);
+    const r = await pruneLayer(l, w.get(l.tensor)!, stats, spec, opts, run.layers.length);
+    // A statistic is dropped after the last layer that reads it (a Gram matrix is cols² floats).
+    if (!todo.slice(k + 1).some((m) => m.input === l.input)) stats.delete(l.input);
     opts.finite?.check(`block ${b}: the pruned weights of ${l.tensor}`, w.get(l.tensor)!); // hardening: non-finite
     const seconds = (performance.now() - t) / 1000;
     run.layers.push({ block: b, ...r, seconds });
@@ -186,7 +184,7 @@ async function pruneStage(run: Run, b: number, w: Weights, todo: LinearLayer[]):
 /** One statistic per distinct input of `todo`, accumulated over every calibration window. */
 async function collectStats(run: Run, b: number, w: Weights, todo: LinearLayer[]): Promise<Map<string, Stats>> {
   const { opts, timings } = run;
-  const stats = new Map<string, Stats>(todo.map((l) => [l.input, opts.method === 'sparsegpt' ? new GramAccumulator(l.cols) : new ColumnNormAccumulator(l.cols)]));
+  const stats = new Map<string, GramAccumulator | ColumnNormAccumulator>(todo.map((l) => [l.input, opts.method === 'sparsegpt' ? new GramAccumulator(l.cols) : new ColumnNormAccumulator(l.cols)]));
   let statSeconds = 0;
   const t = performance.now();
   // Only the forward's output is thrown away here: the next block's inputs come from the pruned re-run.
@@ -220,20 +218,21 @@ async function pruneHead(arch: Architecture, src: TensorSource, x: Float32Array 
   const L = arch.spec.numLayers;
   hooks.onProgress?.({ block: L, blocks: L, stage: 'lm_head' });
   const hw = loadWeights(src, arch.headTensors());
-  let stats: Stats | undefined;
+  const stats = new Map<string, Stats>();
   let t = performance.now();
   if (x) {
-    stats = opts.method === 'sparsegpt' ? new GramAccumulator(head.cols) : new ColumnNormAccumulator(head.cols);
+    const acc = opts.method === 'sparsegpt' ? new GramAccumulator(head.cols) : new ColumnNormAccumulator(head.cols);
     const hidden = arch.spec.hiddenSize;
     for (let w0 = 0; w0 < windows; w0++) {
       const inp = await arch.headInput(hw, x.subarray(w0 * seq * hidden, (w0 + 1) * seq * hidden));
-      await stats.add(inp, seq, 1);
+      await acc.add(inp, seq, 1);
     }
+    stats.set(head.input, acc);
     timings.statistics += (performance.now() - t) / 1000;
   }
   t = performance.now();
   const weight = hw.get(head.tensor)!;
-  const r = await pruneLayer(head, weight, stats, true, opts.spec, opts, layers.length);
+  const r = await pruneLayer(head, weight, stats, opts.spec, opts, layers.length);
   const seconds = (performance.now() - t) / 1000;
   layers.push({ block: L, ...r, seconds });
   timings.pruning += seconds;
@@ -241,10 +240,10 @@ async function pruneHead(arch: Architecture, src: TensorSource, x: Float32Array 
 }
 
 /**
- * Prunes one linear layer in place (stored layout) with the chosen method; `lastReader`: no later layer
- * reads `stats`; `index` seeds --method random.
+ * Prunes one linear layer in place (stored layout) with the chosen method, reading its input's statistic
+ * from `stats`; `index` seeds --method random.
  */
-async function pruneLayer(l: LinearLayer, stored: Float32Array, stats: Stats | undefined, lastReader: boolean, spec: SparsitySpec, opts: PruneOptions, index: number): Promise<Omit<LayerReport, 'block' | 'seconds'>> {
+async function pruneLayer(l: LinearLayer, stored: Float32Array, stats: Map<string, Stats>, spec: SparsitySpec, opts: PruneOptions, index: number): Promise<Omit<LayerReport, 'block' | 'seconds'>> {
   const view = linearView(l, stored);
   const weight = { data: view, rows: l.rows, cols: l.cols };
   let r: PruneResult;
@@ -257,12 +256,17 @@ async function pruneLayer(l: LinearLayer, stored: Float32Array, stats: Stats | u
         r = randomPrune(weight, spec, (opts.seed ?? 0) * 1_000_003 + index);
         break;
       case 'wanda':
-        r = wandaPrune(weight, (stats as ColumnNormAccumulator).result(), spec);
+        r = wandaPrune(weight, (stats.get(l.input) as ColumnNormAccumulator).result(), spec);
         break;
       case 'sparsegpt': {
-        const gram = stats as GramAccumulator;
-        const h = lastReader ? gram.takeFloat64() : gram.result();
-        r = await sparsegptPrune(weight, h, spec, { blocksize: opts.blocksize, damp: opts.damp, wbits: opts.wbits, ownsHessian: lastReader });
+        // The first layer that reads an input turns its Gram matrix into the inverse factor, in place (the
+        // float64 H takes the float32 one's room, then U takes H's), and the layers sharing the input reuse it.
+        let inverse = stats.get(l.input)!;
+        if (inverse instanceof GramAccumulator) {
+          inverse = await inverseHessian(inverse.takeFloat64(), l.cols, { damp: opts.damp, inPlace: true });
+          stats.set(l.input, inverse);
+        }
+        r = await sparsegptPrune(weight, inverse as InverseHessian, spec, { blocksize: opts.blocksize, damp: opts.damp, wbits: opts.wbits });
         break;
       }
     }

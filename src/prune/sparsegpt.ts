@@ -44,11 +44,6 @@ export interface SparseGPTOptions {
    * grid inside the column loop, and the pruning + rounding error is what flows to later columns.
    */
   wbits?: number;
-  /**
-   * H is this call's to overwrite (a Float64Array no other layer reads): it is damped and factored in
-   * place instead of in a float64 copy, which is n² × 8 bytes (242 MiB for a 5504-wide input).
-   */
-  ownsHessian?: boolean;
 }
 
 export const DEFAULT_BLOCKSIZE = 128;
@@ -56,40 +51,106 @@ export const DEFAULT_DAMP = 0.01;
 /** Cholesky retries with 10× the damping each, after the first attempt fails. */
 export const MAX_DAMP_RETRIES = 3;
 
-export async function sparsegptPrune(w: Weight, h: Float32Array | Float64Array, spec: SparsitySpec, opts: SparseGPTOptions = {}): Promise<PruneResult> {
+/**
+ * Steps 1–2 for one input's H: U = chol(H⁻¹) upper of the damped H. It depends on H alone, so the layers
+ * that read the same input (q/k/v, gate/up) share one: the reference recomputes it for each, identically.
+ */
+export interface InverseHessian {
+  readonly n: number;
+  /** U [n, n] float64, upper triangular: H⁻¹ = UᵀU. */
+  readonly u: Float64Array;
+  /** Columns with H_jj = 0 (never active in calibration): their weights are zeroed. */
+  readonly dead: Uint8Array;
+  /** The relative damping that succeeded, and how many 10× raises it took. */
+  readonly damp: number;
+  readonly retries: number;
+}
+
+export interface InverseHessianOptions {
+  damp?: number;
+  /**
+   * Factor H itself (a Float64Array nobody else reads) instead of a float64 copy, which is n² × 8 bytes
+   * (242 MiB for a 5504-wide input). H is destroyed: U takes its place.
+   */
+  inPlace?: boolean;
+}
+
+export async function inverseHessian(h: Float32Array | Float64Array, n: number, opts: InverseHessianOptions = {}): Promise<InverseHessian> {
+  const percdamp = checkDamp(opts.damp);
+  if (h.length !== n * n) throw new RangeError(`SparseGPT Hessian has ${h.length} values, not ${n}x${n}`);
+  if (opts.inPlace && !(h instanceof Float64Array)) throw new TypeError('SparseGPT: a Hessian factored in place must be a Float64Array');
+  const dead = new Uint8Array(n);
+  const diag = new Float64Array(n);
+  let diagSum = 0;
+  for (let j = 0; j < n; j++) {
+    const v = h[j * n + j];
+    dead[j] = v === 0 ? 1 : 0;
+    diag[j] = v === 0 ? 1 : v;
+    diagSum += diag[j];
+  }
+  const meanDiag = diagSum / n;
+  const hd = opts.inPlace ? (h as Float64Array) : new Float64Array(n * n);
+  let damp = percdamp;
+  for (let retries = 0; ; retries++) {
+    // A failed in-place attempt leaves H's strict lower triangle untouched (cholesky.ts); H is symmetric.
+    if (!opts.inPlace) hd.set(h);
+    else if (retries > 0) mirrorLowerTriangle(hd, n);
+    const add = damp * meanDiag;
+    for (let j = 0; j < n; j++) hd[j * n + j] = diag[j] + add;
+    try {
+      // The factor overwrites hd (`out`): one n² float64 array instead of two.
+      const u = await choleskyInverseUpper(hd, n, { out: hd });
+      // The factorisation's scratch is half as large as H; give it back before the OBS loop, so that it
+      // does not add to the peak of whatever runs next (re-touching it costs far less than a layer's pruning).
+      releaseScratch();
+      return { n, u, dead, damp, retries };
+    } catch (e) {
+      if (!(e instanceof NotPositiveDefiniteError)) throw e;
+      if (retries === MAX_DAMP_RETRIES) {
+        throw new ShearsError(`SparseGPT: the ${n}x${n} Hessian is not positive definite even with damp ${damp} (${retries} retries); more calibration data or a larger --damp may help`);
+      }
+      // toPrecision: report 1, not 1.0000000000000002, after 0.01 → 0.1 → 1.
+      damp = damp > 0 ? +(damp * 10).toPrecision(12) : DEFAULT_DAMP;
+    }
+  }
+}
+
+function checkDamp(damp = DEFAULT_DAMP): number {
+  if (!(Number.isFinite(damp) && damp >= 0)) throw usageError(`--damp must be a non-negative number (got ${damp})`);
+  return damp;
+}
+
+/** a[i][j] = a[j][i] for i < j: the upper triangle from the lower one. */
+function mirrorLowerTriangle(a: Float64Array, n: number): void {
+  for (let i = 0; i < n; i++) for (let j = i + 1; j < n; j++) a[i * n + j] = a[j * n + i];
+}
+
+/**
+ * Prunes w in place. `h` is the layer input's H (copied, then factored here) or its InverseHessian; with
+ * the latter, opts.damp is the one it was made with.
+ */
+export async function sparsegptPrune(w: Weight, h: Float32Array | Float64Array | InverseHessian, spec: SparsitySpec, opts: SparseGPTOptions = {}): Promise<PruneResult> {
   checkWeight(w);
   checkSpec(spec);
   const { rows, cols: n } = w;
   const blocksize = opts.blocksize ?? DEFAULT_BLOCKSIZE;
-  const percdamp = opts.damp ?? DEFAULT_DAMP;
   if (!(Number.isSafeInteger(blocksize) && blocksize > 0)) throw usageError(`--blocksize must be a positive integer (got ${blocksize})`);
-  if (!(Number.isFinite(percdamp) && percdamp >= 0)) throw usageError(`--damp must be a non-negative number (got ${percdamp})`);
+  const percdamp = checkDamp(opts.damp);
   if (spec.kind === 'nm' && blocksize % spec.m !== 0) {
     // Groups must not straddle blocks: the reference only starts a group at i % M == 0 inside a block.
     throw usageError(`--blocksize ${blocksize} must be a multiple of M = ${spec.m} for the ${spec.n}:${spec.m} pattern`);
   }
-  if (h.length !== n * n) throw new RangeError(`SparseGPT Hessian has ${h.length} values, not ${n}x${n}`);
-  const notes: string[] = [];
+  const given = 'u' in h ? h.n * h.n : h.length;
+  if (given !== n * n) throw new RangeError(`SparseGPT Hessian has ${given} values, not ${n}x${n}`);
   const total = rows * n;
   if (total === 0) return { pruned: 0, total, loss: 0, damp: percdamp, retries: 0 };
 
   // The grid comes from the weights as given, before dead columns are zeroed (reference order).
   const grid = opts.wbits !== undefined ? findRowGrid(w.data, rows, n, opts.wbits) : undefined;
-  const dead = new Uint8Array(n);
-  let deadCount = 0;
-  let diagSum = 0;
-  for (let j = 0; j < n; j++) {
-    const v = h[j * n + j];
-    if (v === 0) {
-      dead[j] = 1;
-      deadCount++;
-    }
-    diagSum += v === 0 ? 1 : v;
-  }
+  const { u, dead, damp, retries } = 'u' in h ? h : await inverseHessian(h, n, { damp: percdamp });
+  const notes: string[] = [];
+  const deadCount = dead.reduce((a, d) => a + d, 0);
   if (deadCount) notes.push(`${deadCount} input column(s) never active in calibration: their weights are zeroed`);
-
-  if (opts.ownsHessian && !(h instanceof Float64Array)) throw new TypeError('SparseGPT: an owned Hessian must be a Float64Array');
-  const { u, damp, retries } = await dampedInverseFactor(h, n, dead, percdamp, diagSum / n, opts.ownsHessian ?? false);
   if (retries) notes.push(`Cholesky failed; succeeded after ${retries} retr${retries === 1 ? 'y' : 'ies'} with damp ${damp}`);
 
   // Transposed working copy, dead columns zeroed.
@@ -114,44 +175,6 @@ export async function sparsegptPrune(w: Weight, h: Float32Array | Float64Array, 
   }
   notes.push(...tailNote(n, spec));
   return { pruned: countZeros(w.data), total, loss, damp, retries, ...(notes.length ? { notes } : {}) };
-}
-
-/**
- * U = chol(H⁻¹) upper, raising the damping 10× after each failed attempt. A shared H is copied to float64
- * for each attempt; an owned one is factored in place, and after a failure it is rebuilt from its strict
- * lower triangle, which the factorisation leaves untouched (H is symmetric), and its saved diagonal.
- */
-async function dampedInverseFactor(h: Float32Array | Float64Array, n: number, dead: Uint8Array, percdamp: number, meanDiag: number, owned: boolean): Promise<{ u: Float64Array; damp: number; retries: number }> {
-  const diag = new Float64Array(n);
-  for (let j = 0; j < n; j++) diag[j] = dead[j] ? 1 : h[j * n + j];
-  const hd = owned ? (h as Float64Array) : new Float64Array(n * n);
-  let damp = percdamp;
-  for (let retries = 0; ; retries++) {
-    if (!owned) hd.set(h);
-    else if (retries > 0) mirrorLowerTriangle(hd, n);
-    const add = damp * meanDiag;
-    for (let j = 0; j < n; j++) hd[j * n + j] = diag[j] + add;
-    try {
-      // The factor overwrites hd (`out`): one n² float64 array instead of two.
-      const u = await choleskyInverseUpper(hd, n, { out: hd });
-      // The factorisation's scratch is half as large as H; give it back before the OBS loop, so that it
-      // does not add to the peak of whatever runs next (re-touching it costs far less than a layer's pruning).
-      releaseScratch();
-      return { u, damp, retries };
-    } catch (e) {
-      if (!(e instanceof NotPositiveDefiniteError)) throw e;
-      if (retries === MAX_DAMP_RETRIES) {
-        throw new ShearsError(`SparseGPT: the ${n}x${n} Hessian is not positive definite even with damp ${damp} (${retries} retries); more calibration data or a larger --damp may help`);
-      }
-      // toPrecision: report 1, not 1.0000000000000002, after 0.01 → 0.1 → 1.
-      damp = damp > 0 ? +(damp * 10).toPrecision(12) : DEFAULT_DAMP;
-    }
-  }
-}
-
-/** a[i][j] = a[j][i] for i < j: the upper triangle from the lower one. */
-function mirrorLowerTriangle(a: Float64Array, n: number): void {
-  for (let i = 0; i < n; i++) for (let j = i + 1; j < n; j++) a[i * n + j] = a[j * n + i];
 }
 
 /** In-block sub-block width (see pruneBlock): 8 errors per sweep keep the coefficients in registers. */

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { ShearsError } from '../../src/errors.js';
-import { sparsegptPrune } from '../../src/prune/sparsegpt.js';
+import { inverseHessian, sparsegptPrune } from '../../src/prune/sparsegpt.js';
 import { wandaPrune } from '../../src/prune/wanda.js';
 import { magnitudePrune } from '../../src/prune/magnitude.js';
 import { ColumnNormAccumulator, GramAccumulator } from '../../src/prune/stats.js';
@@ -183,25 +183,29 @@ describe('SparseGPT damping retries', () => {
     expect(res.damp).toBe(0.01);
   });
 
-  it('factors an owned float64 H in place, rebuilding it between retries, with the same result as a shared H', async () => {
+  it('factors H in place, rebuilding it between retries, and one inverse serves every layer reading the input', async () => {
     // n > 128 runs the blocked factorisation; the indefinite pair is at H's start, which the flipped
     // factorisation reaches last, after every level above it has written into the matrix.
     const n = 300, rows = 6, tokens = 400;
     const h = gram(correlatedInputs(tokens, n, 31), tokens, n, 4);
     for (let i = 0; i < n; i++) for (let j = 0; j < i; j++) h[j * n + i] = h[i * n + j]; // exactly symmetric
     h[1] = h[n] = 1.2 * Math.max(h[0], h[n + 1]) + 1.2 * Math.abs(h[0] - h[n + 1]);
-    const w0 = randomMatrix(rows, n, 32);
-    const shared = Float32Array.from(w0), owned = Float32Array.from(w0);
     const spec: SparsitySpec = { kind: 'unstructured', sparsity: 0.5 };
-    const a = await sparsegptPrune({ data: shared, rows, cols: n }, h, spec);
     const h64 = Float64Array.from(h);
-    const b = await sparsegptPrune({ data: owned, rows, cols: n }, h64, spec, { ownsHessian: true });
-    expect(a.retries).toBeGreaterThan(0);
-    expect(b.retries).toBe(a.retries);
-    expect(b.loss).toBe(a.loss);
-    expect(Buffer.from(owned.buffer).equals(Buffer.from(shared.buffer))).toBe(true);
-    expect(Array.from(h64.subarray(0, 3))).not.toEqual(Array.from(h.subarray(0, 3))); // it was overwritten
-    await expect(sparsegptPrune({ data: Float32Array.from(w0), rows, cols: n }, h, spec, { ownsHessian: true })).rejects.toThrow(/Float64Array/);
+    const inverse = await inverseHessian(h64, n, { inPlace: true });
+    expect(inverse.retries).toBeGreaterThan(0);
+    expect(inverse.u).toBe(h64); // U took H's place
+    for (const seed of [32, 33]) {
+      const w0 = randomMatrix(rows, n, seed);
+      const fromH = Float32Array.from(w0), shared = Float32Array.from(w0);
+      const a = await sparsegptPrune({ data: fromH, rows, cols: n }, h, spec);
+      const b = await sparsegptPrune({ data: shared, rows, cols: n }, inverse, spec);
+      expect(b.retries).toBe(a.retries);
+      expect(b.damp).toBe(a.damp);
+      expect(b.loss).toBe(a.loss);
+      expect(Buffer.from(shared.buffer).equals(Buffer.from(fromH.buffer))).toBe(true);
+    }
+    await expect(inverseHessian(h, n, { inPlace: true })).rejects.toThrow(/Float64Array/);
   });
 
   it('gives up with a one-line ShearsError after 3 retries', async () => {
