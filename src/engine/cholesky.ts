@@ -104,7 +104,7 @@ async function factor(work: Work, off: number, size: number, wantM: boolean): Pr
     // peak is then L21 + M11, half the matrix, where a held t made it three quarters.
     if (wantM) await productIntoBlock(w, n, o2, off, l21, [n2, n1], m11, n1);
     scratch64.release(afterL21);
-    if (lout) for (let i = 0; i < n2; i++) lout.set(l21.subarray(i * n1, (i + 1) * n1), (o2 + i) * n + off);
+    if (lout) writeBlock(lout, n, o2, off, n2, n1, l21);
     await schurUpdate(w, n, o2, n2, l21, n1);
   } finally {
     scratch64.release(mark);
@@ -134,7 +134,7 @@ async function solveBlock(w: Float64Array, n: number, r: number, c: number, s: n
     const a = scratch64.alloc(rowsMax * k);
     for (let r0 = 0; r0 < s; r0 += rowsMax) {
       const rows = Math.min(rowsMax, s - r0);
-      for (let i = 0; i < rows; i++) a.set(w.subarray((r + r0 + i) * n + c, (r + r0 + i) * n + c + k), i * k);
+      readBlock(w, n, r + r0, c, rows, k, a);
       await gemmInto(l.subarray(r0 * k, (r0 + rows) * k), a.subarray(0, rows * k), [rows, k], m11, [k, k], { transB: true });
     }
   } finally {
@@ -152,11 +152,21 @@ async function productIntoBlock(w: Float64Array, n: number, r: number, c: number
       const rows = Math.min(rowsMax, s - r0);
       const o = out.subarray(0, rows * k);
       await gemmInto(o, a.subarray(r0 * j, (r0 + rows) * j), [rows, j], b, [j, k]);
-      for (let i = 0; i < rows; i++) w.set(o.subarray(i * k, (i + 1) * k), (r + r0 + i) * n + c);
+      writeBlock(w, n, r + r0, c, rows, k, o);
     }
   } finally {
     scratch64.release(mark);
   }
+}
+
+/** m[s×k] ← w's block at rows [r, r+s), columns [c, c+k). */
+function readBlock(w: Float64Array, n: number, r: number, c: number, s: number, k: number, m: Float64Array): void {
+  for (let i = 0; i < s; i++) m.set(w.subarray((r + i) * n + c, (r + i) * n + c + k), i * k);
+}
+
+/** w's block at rows [r, r+s), columns [c, c+k) ← m[s×k]. */
+function writeBlock(w: Float64Array, n: number, r: number, c: number, s: number, k: number, m: Float64Array): void {
+  for (let i = 0; i < s; i++) w.set(m.subarray(i * k, (i + 1) * k), (r + i) * n + c);
 }
 
 /** m[s×s] ← the lower triangle of w's block at (off, off), zeros above the diagonal. */
@@ -207,7 +217,7 @@ async function lowerProduct(w: Float64Array, n: number, o: number, s: number, k:
   const mark = scratch64.mark();
   try {
     const t = scratch64.alloc(s * k);
-    for (let i = 0; i < s; i++) t.set(w.subarray((o + i) * n + c, (o + i) * n + c + k), i * k);
+    readBlock(w, n, o, c, s, k, t);
     const rowsMax = Math.max(1, Math.min(s, Math.floor(CHUNK_ELEMS / k)));
     const a = scratch64.alloc(rowsMax * s);
     const out = scratch64.alloc(rowsMax * k);
@@ -222,7 +232,7 @@ async function lowerProduct(w: Float64Array, n: number, o: number, s: number, k:
       }
       const or = out.subarray(0, r * k);
       await gemmInto(or, ar, [r, r1], t.subarray(0, r1 * k), [r1, k], { alpha: -1 });
-      for (let i = 0; i < r; i++) w.set(or.subarray(i * k, (i + 1) * k), (o + r0 + i) * n + c);
+      writeBlock(w, n, o + r0, c, r, k, or);
     }
   } finally {
     scratch64.release(mark);

@@ -5,9 +5,10 @@
  *
  * Steps, as in the reference:
  *  1. dead inputs (H_jj == 0): H_jj = 1 and W[:, j] = 0;
- *  2. H += damp · mean(diag H) · I; U = chol(H⁻¹) upper.
- *     Deliberate difference: the reference has no retry. When the Cholesky fails we retry with the
- *     damping 10× larger, up to 3 times (0.01 after a failed damp of 0), and report it;
+ *  2. H += damp · mean(diag H) · I; U = chol(H⁻¹) upper (inverseHessian: once per layer input, shared
+ *     by the layers reading it). Deliberate difference: the reference has no retry. When the Cholesky
+ *     fails we retry with the damping 10× larger, up to 3 times (0.01 after a failed damp of 0), and
+ *     report it;
  *  3. columns in blocks of `blocksize`; the mask of an unstructured block is chosen jointly over all
  *     its rows on w²/d² (d = diag of U's block): threshold = sorted scores [int(numel_block · p)],
  *     pruned where score <= threshold (ties prune more, as in the reference). For N:M, at each block
