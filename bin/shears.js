@@ -12,6 +12,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { dirname, join } from 'node:path';
 import { createRequire } from 'node:module';
 import { constants } from 'node:os';
+import { NODE_FLAGS } from './node-flags.js';
 
 // How long a stopped run may take to clean up by itself before it is killed (tests shorten it).
 const GRACE_MS = Number.isFinite(Number(process.env.SHEARS_STOP_GRACE_MS)) && process.env.SHEARS_STOP_GRACE_MS !== '' ? Number(process.env.SHEARS_STOP_GRACE_MS) : 3000;
@@ -21,7 +22,7 @@ const loader = pathToFileURL(require.resolve('tsx')).href;
 // Plain glibc settings: keeping freed blocks in the heap (MALLOC_MMAP_MAX_=0) was measured to add up to
 // 430 MiB of peak RSS to a SparseGPT run with no speed gain (scripts/bench-memory.ts --malloc both).
 const env = { ...process.env, SHEARS_TEMP_IPC: '1' };
-const child = spawn(process.execPath, ['--import', loader, join(root, 'src/cli/main.ts'), ...process.argv.slice(2)], {
+const child = spawn(process.execPath, [...NODE_FLAGS, '--import', loader, join(root, 'src/cli/main.ts'), ...process.argv.slice(2)], {
   stdio: ['inherit', 'inherit', 'inherit', 'ipc'],
   env,
 });

@@ -6,12 +6,12 @@
  * and must not grow with depth. Generates synthetic BF16 Llamas (default hidden 2048, intermediate 5504,
  * 12 and 24 layers: the 24-layer model's float32 weights are ≥ 4× the bound, so holding the model would
  * fail), prunes each with Wanda and SparseGPT in a child process (the CLI exactly as bin/shears.js runs
- * it: default glibc settings) while sampling /proc/<pid>/status every 50 ms, and prints peak RSS, the
- * bound, pass/fail and the 12 → 24 layer growth. Exit code 1 if any check fails. Linux only (/proc).
+ * it: the same node flags, default glibc settings) while sampling /proc/<pid>/status every 50 ms, and
+ * prints peak RSS, the bound, pass/fail and the 12 → 24 layer growth. Exit code 1 if any check fails.
+ * Linux only (/proc).
  *
  *   npx tsx scripts/bench-memory.ts [--hidden 2048] [--intermediate 5504] [--heads 16] [--layers 12,24]
- *        [--nsamples 16] [--seqlen 256] [--methods wanda,sparsegpt] [--malloc launcher|default|both]
- *        [--dir <scratch folder>] [--keep]
+ *        [--nsamples 16] [--seqlen 256] [--methods wanda,sparsegpt] [--dir <scratch folder>] [--keep]
  */
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -20,11 +20,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { writeSyntheticLlama, DEFAULT_SYNTHETIC } from './synthetic-model.js';
+import { NODE_FLAGS } from '../bin/node-flags.js';
 
 const REPO = fileURLToPath(new URL('..', import.meta.url));
 const MIB = 2 ** 20;
-/** Heap-retaining glibc settings the launcher once used; `--malloc launcher` measures them against the default. */
-const LAUNCHER_MALLOC = { MALLOC_MMAP_MAX_: '0', MALLOC_TRIM_THRESHOLD_: String(1 << 30) };
 
 interface Options {
   hidden: number;
@@ -34,13 +33,12 @@ interface Options {
   nsamples: number;
   seqlen: number;
   methods: string[];
-  malloc: ('launcher' | 'default')[];
   dir?: string;
   keep: boolean;
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { hidden: 2048, intermediate: 5504, heads: 16, layers: [12, 24], nsamples: 16, seqlen: 256, methods: ['wanda', 'sparsegpt'], malloc: ['default'], keep: false };
+  const o: Options = { hidden: 2048, intermediate: 5504, heads: 16, layers: [12, 24], nsamples: 16, seqlen: 256, methods: ['wanda', 'sparsegpt'], keep: false };
   for (let k = 0; k < argv.length; k++) {
     const v = argv[k + 1] ?? '';
     switch (argv[k]) {
@@ -51,7 +49,6 @@ function parseArgs(argv: string[]): Options {
       case '--nsamples': o.nsamples = Number(v); k++; break;
       case '--seqlen': o.seqlen = Number(v); k++; break;
       case '--methods': o.methods = v.split(','); k++; break;
-      case '--malloc': o.malloc = v === 'both' ? ['launcher', 'default'] : [v as 'launcher' | 'default']; k++; break;
       case '--dir': o.dir = v; k++; break;
       case '--keep': o.keep = true; break;
       default: throw new Error(`unknown option ${argv[k]} (see the header of scripts/bench-memory.ts)`);
@@ -75,40 +72,65 @@ interface Measured {
   peakBytes: number;
   seconds: number;
   reportPeak: number;
+  /** Highest sampled RSS while each block was being pruned (from one "block k/N pruned" line to the next). */
+  blockPeaks: number[];
 }
 
-/** Runs `shears prune` in a child and samples its RSS every 50 ms. */
-function measurePrune(model: string, out: string, method: string, o: Options, malloc: 'launcher' | 'default'): Promise<Measured> {
+/**
+ * Runs `shears prune` in a child (progress on, so that block ends can be seen) and samples its RSS every 50 ms.
+ */
+function measurePrune(model: string, out: string, method: string, o: Options): Promise<Measured> {
   const loader = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
   const args = [
-    '--import', loader, join(REPO, 'src/cli/main.ts'), 'prune', model, '--method', method, '--sparsity', '0.5',
-    '--calibration', 'tinystories', '--nsamples', String(o.nsamples), '--seqlen', String(o.seqlen), '--out', out, '--json',
+    ...NODE_FLAGS, '--import', loader, join(REPO, 'src/cli/main.ts'), 'prune', model, '--method', method, '--sparsity', '0.5',
+    '--calibration', 'tinystories', '--nsamples', String(o.nsamples), '--seqlen', String(o.seqlen), '--out', out,
   ];
-  const env: NodeJS.ProcessEnv = { ...process.env };
-  delete env.MALLOC_MMAP_MAX_;
-  delete env.MALLOC_TRIM_THRESHOLD_;
-  if (malloc === 'launcher') Object.assign(env, LAUNCHER_MALLOC);
   const t0 = performance.now();
-  const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
   let peak = 0;
-  const timer = setInterval(() => {
+  let blockPeak = 0;
+  const blockPeaks: number[] = [];
+  const sample = (): void => {
     const r = readRss(child.pid!);
-    if (r) peak = Math.max(peak, r.rss, r.hwm);
-  }, 50);
+    if (!r) return;
+    peak = Math.max(peak, r.rss, r.hwm);
+    blockPeak = Math.max(blockPeak, r.rss);
+  };
+  child.stderr.setEncoding('utf8').on('data', (d: string) => {
+    stderr += d;
+    // Progress lines are rewritten in place with "\r"; each block ends with "block k/N pruned".
+    for (const _ of d.matchAll(/block \d+\/\d+ pruned/g)) {
+      sample();
+      blockPeaks.push(blockPeak);
+      blockPeak = 0;
+    }
+  });
+  const timer = setInterval(sample, 50);
   return new Promise((resolve, reject) => {
     child.on('close', (code) => {
       clearInterval(timer);
       if (code !== 0) return reject(new Error(`prune ${method} exited ${code}: ${stderr.slice(-2000)}`));
-      const report = JSON.parse(stdout) as { peakRssBytes: number };
+      const report = JSON.parse(readFileSync(join(out, 'shears-report.json'), 'utf8')) as { peakRssBytes: number };
       // getrusage's maxRSS (in the report) is exact; the samples may miss a short spike.
-      resolve({ peakBytes: Math.max(peak, report.peakRssBytes), seconds: (performance.now() - t0) / 1000, reportPeak: report.peakRssBytes });
+      resolve({ peakBytes: Math.max(peak, report.peakRssBytes), seconds: (performance.now() - t0) / 1000, reportPeak: report.peakRssBytes, blockPeaks });
     });
     child.on('error', reject);
   });
+}
+
+/** Least-squares slope of ys against their index. */
+function slope(ys: number[]): number {
+  const n = ys.length;
+  const mx = (n - 1) / 2;
+  const my = ys.reduce((a, y) => a + y, 0) / n;
+  let num = 0;
+  let den = 0;
+  ys.forEach((y, x) => {
+    num += (x - mx) * (y - my);
+    den += (x - mx) ** 2;
+  });
+  return den > 0 ? num / den : 0;
 }
 
 const mib = (b: number): string => `${(b / MIB).toFixed(0)} MiB`;
@@ -135,31 +157,33 @@ async function main(): Promise<void> {
     }
     const f32 = layers * blockF32;
     console.log(`\n${layers} layers: float32 weights ${mib(f32)} = ${(f32 / bound).toFixed(2)} × the bound (generated in ${((performance.now() - t) / 1000).toFixed(0)} s)`);
-    for (const malloc of o.malloc) {
-      for (const method of o.methods) {
-        const out = join(dir, `out-${layers}-${method}-${malloc}`);
-        rmSync(out, { recursive: true, force: true });
-        const r = await measurePrune(model, out, method, o, malloc);
-        rmSync(out, { recursive: true, force: true });
-        const pass = r.peakBytes < bound;
-        ok &&= pass;
-        peaks.set(`${method}|${malloc}|${layers}`, r.peakBytes);
-        console.log(`  ${method.padEnd(9)} malloc ${malloc.padEnd(8)} peak RSS ${mib(r.peakBytes).padStart(9)}  (report ${mib(r.reportPeak)})  bound ${mib(bound)}  ${pass ? 'PASS' : 'FAIL'}  ${r.seconds.toFixed(0)} s`);
-      }
+    for (const method of o.methods) {
+      const out = join(dir, `out-${layers}-${method}`);
+      rmSync(out, { recursive: true, force: true });
+      const r = await measurePrune(model, out, method, o);
+      rmSync(out, { recursive: true, force: true });
+      const pass = r.peakBytes < bound;
+      ok &&= pass;
+      peaks.set(`${method}|${layers}`, r.peakBytes);
+      console.log(`  ${method.padEnd(9)} peak RSS ${mib(r.peakBytes).padStart(9)}  (report ${mib(r.reportPeak)})  bound ${mib(bound)}  ${pass ? 'PASS' : 'FAIL'}  ${r.seconds.toFixed(0)} s`);
+      // Growth within the run: the trend of each block's peak from block 2 on (block 1 also builds the
+      // sessions and first touches the buffers), extrapolated over the whole depth.
+      const trend = slope(r.blockPeaks.slice(1)) * layers;
+      const steady = r.blockPeaks.length === layers && trend < 48 * MIB;
+      ok &&= steady;
+      console.log(`  ${''.padEnd(9)} per-block peaks ${r.blockPeaks.map((p) => (p / MIB).toFixed(0)).join(' ')} MiB; trend over ${layers} blocks ${trend >= 0 ? '+' : ''}${mib(trend)} (allowed: under 48 MiB)  ${steady ? 'PASS' : 'FAIL'}`);
     }
   }
   if (o.layers.length >= 2) {
     const [a, b] = [o.layers[0]!, o.layers[o.layers.length - 1]!];
-    console.log(`\ngrowth with depth (${a} → ${b} layers; allowed: under 64 MiB and 5%):`);
-    for (const malloc of o.malloc) {
-      for (const method of o.methods) {
-        const pa = peaks.get(`${method}|${malloc}|${a}`)!;
-        const pb = peaks.get(`${method}|${malloc}|${b}`)!;
-        const grow = pb - pa;
-        const pass = grow < 64 * MIB && grow < 0.05 * pa;
-        ok &&= pass;
-        console.log(`  ${method.padEnd(9)} malloc ${malloc.padEnd(8)} ${mib(pa)} → ${mib(pb)}  (${grow >= 0 ? '+' : ''}${mib(grow)})  ${pass ? 'PASS' : 'FAIL'}`);
-      }
+    console.log(`\ngrowth with depth (${a} → ${b} layers; allowed: under 64 MiB):`);
+    for (const method of o.methods) {
+      const pa = peaks.get(`${method}|${a}`)!;
+      const pb = peaks.get(`${method}|${b}`)!;
+      const grow = pb - pa;
+      const pass = grow < 64 * MIB;
+      ok &&= pass;
+      console.log(`  ${method.padEnd(9)} ${mib(pa)} → ${mib(pb)}  (${grow >= 0 ? '+' : ''}${mib(grow)})  ${pass ? 'PASS' : 'FAIL'}`);
     }
   }
   if (!o.keep && !o.dir) rmSync(dir, { recursive: true, force: true });

@@ -8,6 +8,7 @@
 import type { Architecture, LinearLayer, TensorSource, Weights } from '../arch/types.js';
 import { loadWeights, runBlockOver } from '../run/blocks.js';
 import { releaseBlockSessions } from '../arch/runtime.js';
+import { collectGarbage } from '../run/memory.js';
 import type { Windows } from '../data/calibration.js';
 import type { SparsitySpec, PruneResult } from './spec.js';
 import { magnitudePrune } from './magnitude.js';
@@ -141,6 +142,7 @@ export async function pruneBlocks(arch: Architecture, src: TensorSource, windows
 /** Block b: statistics, pruning (stage by stage with --true-sequential), then the pruned re-run that feeds block b+1. */
 async function pruneBlock(run: Run, b: number): Promise<void> {
   const { arch, opts, hooks, timings } = run;
+  collectGarbage(); // the previous block's
   const w = loadWeights(run.src, arch.blockTensors(b));
   const all = arch.linears(b);
   const isSkipped = (l: LinearLayer) => run.skip(`${b}.${l.name}`) || run.skip(l.tensor);
@@ -198,6 +200,7 @@ async function collectStats(run: Run, b: number, w: Weights, todo: LinearLayer[]
   // session (~250 MiB at hidden 2048, 1024 tokens a call). Released after each pass, it is not held while
   // the layers are pruned; rebuilding the session costs ~0.2 s a pass at hidden 2048.
   await releaseBlockSessions();
+  collectGarbage(); // onnxruntime's copies of the captured inputs, before the pruning allocates
   timings.statistics += statSeconds;
   timings.forward += (performance.now() - t) / 1000 - statSeconds;
   // Hardening: an input that overflowed float32 is named here, before it poisons a mask.
