@@ -135,7 +135,7 @@ export async function pruneBlocks(arch: Architecture, src: TensorSource, windows
   // unreachable once it returns: locals of this frame would stay alive (in its registers) while the next
   // block loads, which held two blocks and the widest Hessian at the peak.
   for (let b = 0; b < arch.spec.numLayers; b++) await pruneBlock(run, b);
-  if (opts.includeLmHead) await pruneHead(arch, src, run.x, run.seq, windows?.count ?? 0, opts, hooks, run.layers, run.timings);
+  if (opts.includeLmHead) await pruneHead(run, windows?.count ?? 0);
   return { layers: run.layers, timings: run.timings };
 }
 
@@ -215,7 +215,8 @@ async function collectStats(run: Run, b: number, w: Weights, todo: LinearLayer[]
  * --include-lm-head: the LM head is pruned last, calibrated on the final hidden states of the pruned
  * model (through the final norm), and handed to onBlockDone as block L.
  */
-async function pruneHead(arch: Architecture, src: TensorSource, x: Float32Array | undefined, seq: number, windows: number, opts: PruneOptions, hooks: DriverHooks, layers: LayerReport[], timings: Timings): Promise<void> {
+async function pruneHead(run: Run, windows: number): Promise<void> {
+  const { arch, src, x, seq, opts, hooks, layers, timings } = run;
   const head = arch.headLinear();
   if (head.tied) throw usageError(`--include-lm-head: ${head.tensor} is tied to the input embedding, so pruning the head would prune the embedding too`);
   const L = arch.spec.numLayers;
