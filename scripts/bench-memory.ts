@@ -7,8 +7,9 @@
  * 12 and 24 layers: the 24-layer model's float32 weights are ≥ 4× the bound, so holding the model would
  * fail), prunes each with Wanda and SparseGPT in a child process (the CLI exactly as bin/shears.js runs
  * it: the same node flags, default glibc settings) while sampling /proc/<pid>/status every 50 ms, and
- * prints peak RSS, the bound, pass/fail and the 12 → 24 layer growth. Exit code 1 if any check fails.
- * Linux only (/proc).
+ * prints peak RSS against the bound, each block's peak with their trend (a diagnostic), and the 12 → 24
+ * layer growth (allowed: under 64 MiB; two runs of the same code have differed by up to 54 MiB). Exit
+ * code 1 if the bound or the growth check fails. Linux only (/proc).
  *
  *   npx tsx scripts/bench-memory.ts [--hidden 2048] [--intermediate 5504] [--heads 16] [--layers 12,24]
  *        [--nsamples 16] [--seqlen 256] [--methods wanda,sparsegpt] [--dir <scratch folder>] [--keep]
@@ -166,12 +167,12 @@ async function main(): Promise<void> {
       ok &&= pass;
       peaks.set(`${method}|${layers}`, r.peakBytes);
       console.log(`  ${method.padEnd(9)} peak RSS ${mib(r.peakBytes).padStart(9)}  (report ${mib(r.reportPeak)})  bound ${mib(bound)}  ${pass ? 'PASS' : 'FAIL'}  ${r.seconds.toFixed(0)} s`);
-      // Growth within the run: the trend of each block's peak from block 2 on (block 1 also builds the
-      // sessions and first touches the buffers), extrapolated over the whole depth.
+      // A diagnostic, not a check: the trend of each block's peak from block 2 on (block 1 also builds the
+      // sessions and first touches the buffers), extrapolated over the whole depth. The per-block peaks
+      // jitter by about ±30 MiB, and a step that levels off shows up here as a trend too; the check of
+      // growth with depth is the 12 → 24 layer comparison below.
       const trend = slope(r.blockPeaks.slice(1)) * layers;
-      const steady = r.blockPeaks.length === layers && trend < 48 * MIB;
-      ok &&= steady;
-      console.log(`  ${''.padEnd(9)} per-block peaks ${r.blockPeaks.map((p) => (p / MIB).toFixed(0)).join(' ')} MiB; trend over ${layers} blocks ${trend >= 0 ? '+' : ''}${mib(trend)} (allowed: under 48 MiB)  ${steady ? 'PASS' : 'FAIL'}`);
+      console.log(`  ${''.padEnd(9)} per-block peaks ${r.blockPeaks.map((p) => (p / MIB).toFixed(0)).join(' ')} MiB; least-squares trend over ${layers} blocks ${trend >= 0 ? '+' : ''}${mib(trend)}`);
     }
   }
   if (o.layers.length >= 2) {
