@@ -7,14 +7,15 @@
  * straightforward JS loop, and the error against a float64 reference. JS baselines at large sizes are
  * time-boxed: timed at a smaller size and extrapolated by the operation count (marked "extrapolated");
  * --full runs them for real (minutes). --quick skips the largest sizes. All figures go to a JSON file
- * (default ./bench-engine.json).
+ * (default out/bench-engine.json).
  *
  * Errors: products are checked on 2000 sampled entries against float64 dot products of the same float32
  * inputs; choleskyInverseUpper against an unblocked float64 JS factorisation where that runs, and otherwise
  * (sizes whose JS baseline is extrapolated) by the residual max |U·H·Uᵀ − I| on 64 sampled columns.
  * Relative error = max |x − ref| / max |ref|.
  */
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { availableParallelism, cpus, loadavg } from 'node:os';
 import { gemmInto, serial } from '../src/engine/gemm.js';
 import { accumulateGram, choleskyInverseUpper, matmul } from '../src/engine/linalg.js';
@@ -23,7 +24,7 @@ const args = process.argv.slice(2);
 const quick = args.includes('--quick');
 const full = args.includes('--full');
 const jsonAt = args.indexOf('--json');
-const jsonPath = jsonAt >= 0 ? args[jsonAt + 1] : 'bench-engine.json';
+const jsonPath = jsonAt >= 0 ? args[jsonAt + 1] : 'out/bench-engine.json';
 if (jsonAt >= 0 && !jsonPath) throw new Error('--json needs a path');
 
 function rng(seed: number): () => number {
@@ -441,5 +442,6 @@ const report = {
   precisionSweep: sweep,
   checks,
 };
+mkdirSync(dirname(jsonPath), { recursive: true });
 writeFileSync(jsonPath, JSON.stringify(report, null, 2) + '\n');
 console.log(`wrote ${jsonPath}`);
