@@ -1,15 +1,39 @@
 /**
- * Shared pieces of the end-to-end benchmarks (bench-eval.ts, bench-prune.ts): the allocator settings the
- * CLI runs under, machine/load facts for the report, running the CLI as a child with its peak RSS and CPU
+ * Shared pieces of the benchmarks (bench-eval.ts, bench-prune.ts, bench-engine.ts): seeded test data,
+ * machine/load facts for the report, running the CLI as a child with its peak RSS and CPU
  * time, and reading onnxruntime's profiler traces.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+/** Seeded uniform numbers in [-0.5, 0.5) (mulberry32). */
+export function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296 - 0.5;
+  };
+}
+
+/** Runs the benchmark's main, writes its report as JSON to `jsonPath`, and removes the scratch folder `work`. */
+export async function runAndWriteReport(main: () => Promise<unknown>, jsonPath: string, work: string): Promise<void> {
+  try {
+    const report = await main();
+    mkdirSync(dirname(jsonPath), { recursive: true });
+    writeFileSync(jsonPath, JSON.stringify(report, null, 2) + '\n');
+    console.log(`\nwrote ${jsonPath}`);
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}
 
 /** The value after `--name` on this script's command line, if given. */
 export function option(name: string): string | undefined {

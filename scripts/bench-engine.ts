@@ -18,6 +18,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { availableParallelism, cpus, loadavg } from 'node:os';
 import { gemmInto, serial } from '../src/engine/gemm.js';
+import { rng } from './bench-common.js';
 import { accumulateGram, choleskyInverseUpper, matmul } from '../src/engine/linalg.js';
 
 const args = process.argv.slice(2);
@@ -27,16 +28,6 @@ const jsonAt = args.indexOf('--json');
 const jsonPath = jsonAt >= 0 ? args[jsonAt + 1] : 'out/bench-engine.json';
 if (jsonAt >= 0 && !jsonPath) throw new Error('--json needs a path');
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296 - 0.5;
-  };
-}
 
 function randomF32(len: number, seed: number): Float32Array {
   const r = rng(seed);

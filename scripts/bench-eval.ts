@@ -16,16 +16,16 @@
  *  4. `node bin/shears.js eval … --json` once end to end (process start, tokenizer, everything).
  * Other processes on the same cores slow every figure: the 1-minute load average is recorded with them.
  */
-import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { evaluateModel, type EvalResult } from '../src/eval/evaluate.js';
 import { openModel } from '../src/model.js';
 import { windowsPerCall } from '../src/run/blocks.js';
 import { matmul } from '../src/engine/linalg.js';
 import { startProfiling, stopProfiling } from '../src/engine/session.js';
 import { DEFAULT_SYNTHETIC, writeSyntheticLlama } from './synthetic-model.js';
-import { fixed, option, load1, machineInfo, pct, runCli, summarizeProfiles } from './bench-common.js';
+import { fixed, option, load1, machineInfo, pct, runAndWriteReport, runCli, summarizeProfiles } from './bench-common.js';
 
 const args = process.argv.slice(2);
 const maxTokens = Number(option('--max-tokens') ?? 16384);
@@ -36,14 +36,7 @@ const withCli = !args.includes('--no-cli');
 
 const work = mkdtempSync(join(tmpdir(), 'shears-bench-eval-'));
 const modelDir = givenModel ?? join(work, 'synthetic-llama');
-try {
-  const report = await main();
-  mkdirSync(dirname(jsonPath), { recursive: true });
-  writeFileSync(jsonPath, JSON.stringify(report, null, 2) + '\n');
-  console.log(`\nwrote ${jsonPath}`);
-} finally {
-  rmSync(work, { recursive: true, force: true });
-}
+await runAndWriteReport(main, jsonPath, work);
 
 async function main(): Promise<Record<string, unknown>> {
   const machine = machineInfo();

@@ -15,9 +15,9 @@
  *    calibration tokens) scales each stage by its own work measure; the assumptions are printed with it.
  * Other processes on the same cores slow every figure: the 1-minute load average is recorded with them.
  */
-import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { openModel } from '../src/model.js';
 import { windowsPerCall } from '../src/run/blocks.js';
 import { accumulateGram, choleskyInverseUpper } from '../src/engine/linalg.js';
@@ -25,7 +25,7 @@ import { sparsegptPrune } from '../src/prune/sparsegpt.js';
 import type { PruneReport } from '../src/prune/job.js';
 import type { ModelSpec } from '../src/arch/types.js';
 import { DEFAULT_SYNTHETIC, writeSyntheticLlama } from './synthetic-model.js';
-import { fixed, option, load1, machineInfo, mib, runCli } from './bench-common.js';
+import { fixed, option, load1, machineInfo, mib, rng, runAndWriteReport, runCli } from './bench-common.js';
 
 const args = process.argv.slice(2);
 const nsamples = Number(option('--nsamples') ?? 128);
@@ -86,16 +86,6 @@ const target: BlockShape = { hidden: TARGET.hidden, intermediate: TARGET.interme
 
 // --------------------------------------------------------------------------------- measurements
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296 - 0.5;
-  };
-}
 
 /** A Gram matrix (2/N)·XᵀX of random correlated-enough inputs [2·cols, cols], as the accumulator hands it over. */
 async function randomHessian(cols: number, seed: number): Promise<Float32Array> {
@@ -346,11 +336,4 @@ function hours(seconds: number): string {
 }
 
 // Last, so that every module-level constant above is initialised before main() runs.
-try {
-  const report = await main();
-  mkdirSync(dirname(jsonPath), { recursive: true });
-  writeFileSync(jsonPath, JSON.stringify(report, null, 2) + '\n');
-  console.log(`\nwrote ${jsonPath}`);
-} finally {
-  rmSync(work, { recursive: true, force: true });
-}
+await runAndWriteReport(main, jsonPath, work);
