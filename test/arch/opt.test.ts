@@ -7,19 +7,9 @@
 import { describe, expect, it } from 'vitest';
 import { createOpt } from '../../src/arch/opt.js';
 import type { Architecture, Weights } from '../../src/arch/types.js';
+import { rng } from './reference.js';
 
 // ---------- deterministic random tensors ----------
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function normal(rand: () => number, n: number, mean: number, std: number): Float32Array {
   const out = new Float32Array(n);
