@@ -11,18 +11,14 @@ import { releaseBlockSessions } from '../arch/runtime.js';
 import { collectGarbage } from '../run/memory.js';
 import type { Windows } from '../data/calibration.js';
 import type { SparsitySpec, PruneResult } from './spec.js';
-import { magnitudePrune } from './magnitude.js';
-import { randomPrune } from './random.js';
-import { wandaPrune } from './wanda.js';
-import { inverseHessian, sparsegptPrune, type InverseHessian } from './sparsegpt.js';
-import { GramAccumulator, ColumnNormAccumulator } from './stats.js';
+import { PRUNE_METHODS, type Method } from './methods.js';
+import { LayerInput } from './layer-input.js';
 import { globMatcher } from './glob.js';
 import { nmHoldsWithTail } from './pattern-check.js';
 import type { FiniteGuard } from '../run/finite.js';
 import { ShearsError, usageError } from '../errors.js';
 
-export type Method = 'magnitude' | 'random' | 'wanda' | 'sparsegpt';
-export const METHODS: readonly Method[] = ['magnitude', 'random', 'wanda', 'sparsegpt'];
+export { METHODS, type Method } from './methods.js';
 
 export interface PruneOptions {
   method: Method;
@@ -75,7 +71,13 @@ export interface DriverHooks {
 }
 
 export function needsCalibration(method: Method): boolean {
-  return method === 'wanda' || method === 'sparsegpt';
+  return PRUNE_METHODS[method].statistic !== 'none';
+}
+
+/** A fresh statistic for one layer input, holding what the chosen method reads. */
+function newInput(opts: PruneOptions, cols: number): LayerInput {
+  const statistic = PRUNE_METHODS[opts.method].statistic;
+  return new LayerInput(cols, { columnNorms: statistic === 'column-norms', gram: statistic === 'gram', keepGram: false });
 }
 
 /** [rows, cols] nn.Linear view of a stored weight (a copy when stored transposed). */
@@ -97,9 +99,6 @@ export function blockSpec(opts: PruneOptions, block: number): SparsitySpec {
   const s = opts.layerSparsity?.[block];
   return s === undefined ? opts.spec : { kind: 'unstructured', sparsity: s };
 }
-
-/** A layer input's statistic; for SparseGPT, its Gram matrix until the first reader factors it. */
-type Stats = GramAccumulator | ColumnNormAccumulator | InverseHessian;
 
 /** What every block of one run shares. `x` holds the calibration windows' hidden states entering the next block. */
 interface Run {
@@ -170,7 +169,7 @@ async function pruneBlock(run: Run, b: number): Promise<void> {
 async function pruneStage(run: Run, b: number, w: Weights, todo: LinearLayer[]): Promise<void> {
   const { opts, timings } = run;
   const spec = blockSpec(opts, b);
-  const stats = run.calibrated && todo.length > 0 ? await collectStats(run, b, w, todo) : new Map<string, Stats>();
+  const stats = run.calibrated && todo.length > 0 ? await collectStats(run, b, w, todo) : new Map<string, LayerInput>();
   for (const [k, l] of todo.entries()) {
     const t = performance.now();
     const r = await pruneLayer(l, w.get(l.tensor)!, stats, spec, opts, run.layers.length);
@@ -184,9 +183,9 @@ async function pruneStage(run: Run, b: number, w: Weights, todo: LinearLayer[]):
 }
 
 /** One statistic per distinct input of `todo`, accumulated over every calibration window. */
-async function collectStats(run: Run, b: number, w: Weights, todo: LinearLayer[]): Promise<Map<string, Stats>> {
+async function collectStats(run: Run, b: number, w: Weights, todo: LinearLayer[]): Promise<Map<string, LayerInput>> {
   const { opts, timings } = run;
-  const stats = new Map<string, GramAccumulator | ColumnNormAccumulator>(todo.map((l) => [l.input, opts.method === 'sparsegpt' ? new GramAccumulator(l.cols) : new ColumnNormAccumulator(l.cols)]));
+  const stats = new Map<string, LayerInput>(todo.map((l) => [l.input, newInput(opts, l.cols)]));
   let statSeconds = 0;
   const t = performance.now();
   // Only the forward's output is thrown away here: the next block's inputs come from the pruned re-run.
@@ -206,7 +205,7 @@ async function collectStats(run: Run, b: number, w: Weights, todo: LinearLayer[]
   // Hardening: an input that overflowed float32 is named here, before it poisons a mask.
   for (const [id, acc] of stats) {
     const names = todo.filter((l) => l.input === id).map((l) => l.name).join(', ');
-    opts.finite?.check(`block ${b}: the input statistics of ${names}`, acc.result(), 'the activations entering these layers are not finite');
+    for (const r of acc.results()) opts.finite?.check(`block ${b}: the input statistics of ${names}`, r, 'the activations entering these layers are not finite');
   }
   return stats;
 }
@@ -222,10 +221,10 @@ async function pruneHead(run: Run, windows: number): Promise<void> {
   const L = arch.spec.numLayers;
   hooks.onProgress?.({ block: L, blocks: L, stage: 'lm_head' });
   const hw = loadWeights(src, arch.headTensors());
-  const stats = new Map<string, Stats>();
+  const stats = new Map<string, LayerInput>();
   let t = performance.now();
   if (x) {
-    const acc = opts.method === 'sparsegpt' ? new GramAccumulator(head.cols) : new ColumnNormAccumulator(head.cols);
+    const acc = newInput(opts, head.cols);
     const hidden = arch.spec.hiddenSize;
     for (let w0 = 0; w0 < windows; w0++) {
       const inp = await arch.headInput(hw, x.subarray(w0 * seq * hidden, (w0 + 1) * seq * hidden));
@@ -247,33 +246,12 @@ async function pruneHead(run: Run, windows: number): Promise<void> {
  * Prunes one linear layer in place (stored layout) with the chosen method, reading its input's statistic
  * from `stats`; `index` seeds --method random.
  */
-async function pruneLayer(l: LinearLayer, stored: Float32Array, stats: Map<string, Stats>, spec: SparsitySpec, opts: PruneOptions, index: number): Promise<Omit<LayerReport, 'block' | 'seconds'>> {
+async function pruneLayer(l: LinearLayer, stored: Float32Array, stats: Map<string, LayerInput>, spec: SparsitySpec, opts: PruneOptions, index: number): Promise<Omit<LayerReport, 'block' | 'seconds'>> {
   const view = linearView(l, stored);
   const weight = { data: view, rows: l.rows, cols: l.cols };
   let r: PruneResult;
   try {
-    switch (opts.method) {
-      case 'magnitude':
-        r = magnitudePrune(weight, spec);
-        break;
-      case 'random':
-        r = randomPrune(weight, spec, (opts.seed ?? 0) * 1_000_003 + index);
-        break;
-      case 'wanda':
-        r = wandaPrune(weight, (stats.get(l.input) as ColumnNormAccumulator).result(), spec);
-        break;
-      case 'sparsegpt': {
-        // The first layer that reads an input turns its Gram matrix into the inverse factor, in place (the
-        // float64 H takes the float32 one's room, then U takes H's), and the layers sharing the input reuse it.
-        let inverse = stats.get(l.input)!;
-        if (inverse instanceof GramAccumulator) {
-          inverse = await inverseHessian(inverse.takeFloat64(), l.cols, { damp: opts.damp, inPlace: true });
-          stats.set(l.input, inverse);
-        }
-        r = await sparsegptPrune(weight, inverse as InverseHessian, spec, { blocksize: opts.blocksize, damp: opts.damp, wbits: opts.wbits });
-        break;
-      }
-    }
+    r = await PRUNE_METHODS[opts.method].prune(weight, stats.get(l.input) ?? newInput(opts, l.cols), spec, opts, index);
   } catch (e) {
     if (e instanceof ShearsError) throw new ShearsError(`${l.tensor}: ${e.message}`, e.exitCode);
     throw e;

@@ -8,6 +8,9 @@
 import { type PruneResult, type SparsitySpec, type Weight, checkSpec, checkWeight, countZeros, tailNote } from './spec.js';
 import { kthSmallest } from './select.js';
 import { nmMask } from './nm.js';
+import type { PruneMethod } from './method.js';
+
+export const magnitude: PruneMethod = { statistic: 'none', prune: (w, _input, spec) => magnitudePrune(w, spec) };
 
 export function magnitudePrune(w: Weight, spec: SparsitySpec): PruneResult {
   checkWeight(w);

@@ -6,6 +6,10 @@
  * their tie surplus). N:M: min(N, width) distinct positions per group, uniformly (nm.ts tail rule).
  */
 import { type PruneResult, type SparsitySpec, type Weight, checkSpec, checkWeight, countZeros, tailNote } from './spec.js';
+import type { PruneMethod } from './method.js';
+
+/** Each layer gets its own stream: seed·1000003 + the layer's position in the run. */
+export const random: PruneMethod = { statistic: 'none', prune: (w, _input, spec, opts, index) => randomPrune(w, spec, (opts.seed ?? 0) * 1_000_003 + index) };
 
 /** xoshiro128** (Blackman & Vigna), seeded through splitmix32: small, fast, good enough for masks. */
 export class Rng {

@@ -34,6 +34,19 @@ import { type PruneResult, type SparsitySpec, type Weight, checkSpec, checkWeigh
 import { kthSmallest } from './select.js';
 import { markLowestInGroup } from './nm.js';
 import { findRowGrid, quantizeValue, type RowGrid } from '../quant/grid.js';
+import type { PruneMethod } from './method.js';
+
+/**
+ * The first layer that reads an input turns its Gram matrix into the inverse factor (in place, unless H must
+ * stay readable: the float64 H takes the float32 one's room, then U takes H's); the layers sharing the input reuse it.
+ */
+export const sparsegpt: PruneMethod = {
+  statistic: 'gram',
+  async prune(w, input, spec, opts) {
+    const inverse = await input.shared('sparsegpt.inverse', () => inverseHessian(input.gramForFactoring(), w.cols, { damp: opts.damp, inPlace: true }));
+    return sparsegptPrune(w, inverse, spec, { blocksize: opts.blocksize, damp: opts.damp, wbits: opts.wbits });
+  },
+};
 
 export interface SparseGPTOptions {
   /** Columns per block (reference default 128); a multiple of M for N:M patterns. */

@@ -13,6 +13,9 @@
 import { type PruneResult, type SparsitySpec, type Weight, checkSpec, checkWeight, countZeros, tailNote } from './spec.js';
 import { markSmallestStable } from './select.js';
 import { nmMask } from './nm.js';
+import type { PruneMethod } from './method.js';
+
+export const wanda: PruneMethod = { statistic: 'column-norms', prune: (w, input, spec) => wandaPrune(w, input.columnNorms(), spec) };
 
 /** The float32 Wanda score matrix [rows, cols]. */
 export function wandaScores(w: Weight, colSq: Float32Array | Float64Array): Float32Array {
