@@ -21,7 +21,7 @@ export interface ModelSpec {
   headDim: number;
   intermediateSize: number;
   vocabSize: number;
-  /** Longest sequence the model supports (max_position_embeddings / n_positions). */
+  /** Longest sequence the model supports (max_position_embeddings / n_positions; BLOOM: seq_length, else 2048). */
   maxPositions: number;
   tieWordEmbeddings: boolean;
   bosTokenId?: number;
