@@ -135,6 +135,11 @@ export interface AttentionShape {
   headDim: number;
   /** Score scale; default 1/sqrt(headDim). Applied to q before q·kᵀ (cheaper than scaling the scores). */
   scale?: number;
+  /**
+   * An additive per-head bias on each key, [numHeads, S], added to the scaled scores before the softmax
+   * (ALiBi as HF builds it: slope_h · j; feed `alibiKeyBias`). Absent: the scores get the mask alone.
+   */
+  keyBias?: string;
 }
 
 /**
@@ -152,7 +157,9 @@ export function causalAttention(g: GraphBuilder, q: string, k: string, v: string
   const q5 = g.op('Transpose', [g.op('Reshape', [qs, g.ints([0, 0, KV, rep, D])])], { perm: [0, 2, 3, 1, 4] }); // [B,KV,rep,S,D]
   const kT = g.op('Unsqueeze', [g.op('Transpose', [k], { perm: [0, 2, 3, 1] }), g.ints([2])]); // [B,KV,1,D,S]
   const v5 = g.op('Unsqueeze', [g.op('Transpose', [v], { perm: [0, 2, 1, 3] }), g.ints([2])]); // [B,KV,1,S,D]
-  const scores = g.op('Add', [g.op('MatMul', [q5, kT]), mask]); // [B,KV,rep,S,S]
+  // A key bias joins the mask first ([KV,rep,S,S], no batch axis), so the scores still take a single Add.
+  const bias = a.keyBias ? g.op('Add', [mask, g.op('Reshape', [a.keyBias, g.ints([KV, rep, 1, -1])])]) : mask;
+  const scores = g.op('Add', [g.op('MatMul', [q5, kT]), bias]); // [B,KV,rep,S,S]
   const probs = g.op('Softmax', [scores], { axis: -1 });
   const ctx = g.op('Transpose', [g.op('MatMul', [probs, v5])], { perm: [0, 3, 1, 2, 4] }); // [B,S,KV,rep,D]
   return g.op('Reshape', [ctx, g.ints([-1, H * D])]);
@@ -162,6 +169,7 @@ export function causalAttention(g: GraphBuilder, q: string, k: string, v: string
 
 const masks = new Map<string, Float32Array>();
 const ropes = new Map<string, { cos: Float32Array; sin: Float32Array }>();
+const alibis = new Map<string, Float32Array>();
 
 /**
  * Additive causal mask [S, S]: 0 where key j may be seen by query i (j ≤ i, and i - j < slidingWindow
@@ -211,4 +219,36 @@ export function ropeTables(seq: number, rotaryDim: number, theta: number): { cos
     ropes.set(key, t);
   }
   return t;
+}
+
+/**
+ * ALiBi slopes as HF's build_alibi_tensor makes them (BLOOM; Press et al. 2022): for the largest power of
+ * two p ≤ heads, slope_h = b^(h+1) with b = 2^(-8/p); heads beyond p take the odd powers 1, 3, 5, … of
+ * 2^(-4/p) (the slopes of 2p heads that the first p skip). Rounded to float32 step by step as torch does.
+ */
+export function alibiSlopes(heads: number): Float32Array {
+  const f = Math.fround;
+  const p = 2 ** Math.floor(Math.log2(heads));
+  const slopes = new Float32Array(heads);
+  const base = f(2 ** (-8 / p));
+  for (let h = 0; h < p; h++) slopes[h] = f(Math.pow(base, h + 1));
+  const extra = f(2 ** (-4 / p));
+  for (let h = p; h < heads; h++) slopes[h] = f(Math.pow(extra, 2 * (h - p) + 1));
+  return slopes;
+}
+
+/**
+ * The ALiBi key bias [heads, S] for `causalAttention`'s keyBias: slope_h · j for key position j, HF's form
+ * (softmax ignores a per-query constant, so this equals the paper's slope_h · (j - i)). Cached; do not modify.
+ */
+export function alibiKeyBias(seq: number, heads: number): Float32Array {
+  const key = `${seq}:${heads}`;
+  let b = alibis.get(key);
+  if (!b) {
+    const slopes = alibiSlopes(heads);
+    b = new Float32Array(heads * seq);
+    for (let h = 0; h < heads; h++) for (let j = 0; j < seq; j++) b[h * seq + j] = slopes[h] * j;
+    alibis.set(key, b);
+  }
+  return b;
 }

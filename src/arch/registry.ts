@@ -2,6 +2,7 @@
  * config.json model_type → architecture adapter. Adding a family = one file plus one entry here.
  */
 import { fileError, preview } from '../errors.js';
+import { createBloom } from './bloom.js';
 import { createGpt2 } from './gpt2.js';
 import { createGptNeox } from './gpt-neox.js';
 import { createLlama } from './llama.js';
@@ -18,6 +19,7 @@ const FACTORIES: Record<string, Factory> = {
   gpt2: createGpt2,
   opt: createOpt,
   gpt_neox: createGptNeox,
+  bloom: createBloom,
 };
 
 /** The model_type values shears can run. */

@@ -7,12 +7,12 @@
  * contiguous runs of `seq` tokens, each attending causally within itself, positions 0..seq-1.
  */
 
-export type Family = 'llama' | 'opt' | 'gpt2' | 'gpt_neox';
+export type Family = 'llama' | 'opt' | 'gpt2' | 'gpt_neox' | 'bloom';
 
 /** The parts of config.json that every family shares, normalised. Family-specific fields stay in the adapter. */
 export interface ModelSpec {
   family: Family;
-  /** config.model_type as written (llama, mistral, qwen2, qwen3, opt, gpt2, gpt_neox). */
+  /** config.model_type as written (llama, mistral, qwen2, qwen3, opt, gpt2, gpt_neox, bloom). */
   modelType: string;
   hiddenSize: number;
   numLayers: number;
@@ -21,7 +21,7 @@ export interface ModelSpec {
   headDim: number;
   intermediateSize: number;
   vocabSize: number;
-  /** Longest sequence the model supports (max_position_embeddings / n_positions). */
+  /** Longest sequence the model supports (max_position_embeddings / n_positions; BLOOM: seq_length, else 2048). */
   maxPositions: number;
   tieWordEmbeddings: boolean;
   bosTokenId?: number;

@@ -5,6 +5,8 @@
 import { readdirSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { basename, dirname, join } from 'node:path';
+// First: onnxruntime must not start its telemetry when it loads (see no-telemetry.ts).
+import './no-telemetry.js';
 import ort from 'onnxruntime-node';
 
 export type Feeds = Record<string, ort.Tensor>;

@@ -3,7 +3,7 @@
  * sparse-24-bitmask (quantized checkpoints keep their codes between the compressed formats and are
  * dequantized to dense). The result is built in a temporary folder and renamed into place at the end.
  */
-import { basename, resolve } from 'node:path';
+import { basename } from 'node:path';
 import { usageError } from '../errors.js';
 import { AtomicDir } from '../io/atomic.js';
 import { Checkpoint } from '../io/checkpoint.js';
@@ -43,10 +43,7 @@ export async function exportModel(req: ExportRequest): Promise<ExportReport> {
   const out = req.out ?? defaultExportOut(req.model, format);
   const ckpt = await Checkpoint.open(req.model, { revision: req.revision, command: 'export' });
   try {
-    if (resolve(out) === resolve(ckpt.dir) && !req.overwrite) {
-      throw usageError(`--out ${out} is the model folder itself; pass --overwrite to replace it`);
-    }
-    const dir = new AtomicDir(out, { overwrite: req.overwrite });
+    const dir = new AtomicDir(out, { overwrite: req.overwrite, apartFrom: ckpt.dir });
     try {
       const result = writeFormat(ckpt, dir.path, { format });
       const report: ExportReport = {

@@ -12,6 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileError, ShearsError } from '../errors.js';
+import { checkOutputApart } from './output-apart.js';
 
 /**
  * Temporary files and folders not yet renamed into place or removed → the final path to move them back to
@@ -113,6 +114,8 @@ export async function withAtomicFile<T>(path: string, fill: (tmpPath: string) =>
 export interface AtomicDirOptions {
   /** Replace an existing folder at the final path (it is removed only after the new one is complete). */
   overwrite?: boolean;
+  /** The model folder the output is made from: refused as the output, inside it or around it (output-apart.ts). */
+  apartFrom?: string;
 }
 
 /**
@@ -129,6 +132,7 @@ export class AtomicDir {
   constructor(finalPath: string, opts: AtomicDirOptions = {}) {
     this.finalPath = finalPath;
     this.overwrite = opts.overwrite ?? false;
+    if (opts.apartFrom !== undefined) checkOutputApart(finalPath, opts.apartFrom);
     if (existsSync(finalPath) && !this.overwrite) {
       throw fileError(finalPath, 'already exists (choose another output folder or remove it)');
     }

@@ -85,7 +85,7 @@ export async function runPrune(job: PruneJob): Promise<PruneReport> {
     if (format === 'sparse-24-bitmask' && !(job.spec.kind === 'nm' && job.spec.m === 4 && job.spec.n >= 2)) {
       throw usageError('--format sparse-24-bitmask needs --pattern 2:4 (it stores exactly 2 of every 4 weights)');
     }
-    const dir = new AtomicDir(job.out, { overwrite: job.overwrite });
+    const dir = new AtomicDir(job.out, { overwrite: job.overwrite, apartFrom: ckpt.dir });
     let writer: CheckpointWriter | undefined;
     // A compressed output is written dense into a staging folder first, then encoded into the output.
     const stage = format === 'dense' ? dir.path : tempPathFor(job.out);

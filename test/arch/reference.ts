@@ -161,9 +161,10 @@ export function rope(x: F64, T: number, heads: number, D: number, seq: number, t
 
 /**
  * Causal attention per window: q [T, H, D], k/v [T, KV, D]; query head h reads kv head floor(h/(H/KV));
- * key j visible to query i iff j ≤ i and i - j < window. Returns [T, H·D].
+ * key j visible to query i iff j ≤ i and i - j < window; `bias`(h, i, j), when given, is added to the scaled
+ * score (ALiBi). Returns [T, H·D].
  */
-export function attention(q: F64, k: F64, v: F64, T: number, seq: number, H: number, KV: number, D: number, scale: number, window = Infinity): F64 {
+export function attention(q: F64, k: F64, v: F64, T: number, seq: number, H: number, KV: number, D: number, scale: number, window = Infinity, bias?: (h: number, i: number, j: number) => number): F64 {
   const out = new Float64Array(T * H * D);
   const rep = H / KV;
   const p = new Float64Array(seq);
@@ -176,7 +177,7 @@ export function attention(q: F64, k: F64, v: F64, T: number, seq: number, H: num
         for (let j = lo; j <= i; j++) {
           let s = 0;
           for (let d = 0; d < D; d++) s += q[((w0 + i) * H + h) * D + d] * k[((w0 + j) * KV + kvh) * D + d];
-          p[j] = s * scale;
+          p[j] = s * scale + (bias ? bias(h, i, j) : 0);
           max = Math.max(max, p[j]);
         }
         let z = 0;

@@ -17,6 +17,9 @@ describe('models.json', () => {
       'mistralai/Mistral-7B-v0.1',
       'EleutherAI/pythia-160m',
       'openai-community/gpt2',
+      'bigscience/bloom-560m',
+      'bigscience/bloom-7b1',
+      'bigscience/bloom',
     ]) {
       expect(ids).toContain(id);
     }
@@ -30,6 +33,13 @@ describe('models.json', () => {
         }
       }
     }
+  });
+
+  it('gives BLOOM-176B the SparseGPT paper\'s Table 6 raw-WikiText2 figures: dense 8.11, full 2:4 9.20', () => {
+    const bloom = findKnownModel('bigscience/bloom');
+    expect(publishedFigure(bloom, 'wikitext2', 'dense')?.perplexity).toBe(8.11);
+    expect(publishedFigure(bloom, 'wikitext2', 'sparsegpt-2:4')?.perplexity).toBe(9.2);
+    expect(publishedFigure(bloom, 'wikitext2', 'sparsegpt-50%')).toBeNull();
   });
 
   it('gives stories260K the llama2.c validation loss 1.2968 as a perplexity', () => {
