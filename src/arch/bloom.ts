@@ -17,12 +17,13 @@
  * and its siblings) have none.
  */
 import { ShearsError } from '../errors.js';
-import { GraphBuilder } from '../engine/graph.js';
 import { tensor, type Feeds } from '../engine/session.js';
+import { linearDefs, normDefs, plainMlp, residualBlock, type BlockGraph, type BlockLayout, type BlockOutputs, type Branch } from './block-graph.js';
 import { ConfigReader } from './config.js';
-import { activation, alibiKeyBias, attentionInputs, causalAttention, causalMask, layerNorm, linear, splitHeads } from './ops.js';
-import { HeadedArchitecture, finishBlock, linearLayers, gatherRows, runBlockGraph, tokensOf, weightFeed, type BuiltBlock, type HeadGraph } from './runtime.js';
-import type { Architecture, BlockResult, LinearLayer, ModelSpec, TensorSource, Weights } from './types.js';
+import { DecoderArchitecture } from './decoder.js';
+import { alibiKeyBias, layerNorm } from './ops.js';
+import { gatherRows, weightFeed, type HeadGraph } from './runtime.js';
+import type { Architecture, ModelSpec, TensorSource, Weights } from './types.js';
 
 interface BloomOptions {
   /** "transformer." or "". */
@@ -67,17 +68,9 @@ export function createBloom(config: Record<string, unknown>, configPath: string,
   });
 }
 
-/** Graph input names of the block's linear layers, by layer name. */
-const SHORT: Record<string, string> = {
-  'self_attention.query_key_value': 'qkv',
-  'self_attention.dense': 'dense',
-  'mlp.dense_h_to_4h': 'h_to_4h',
-  'mlp.dense_4h_to_h': '4h_to_h',
-};
-
-class BloomArchitecture extends HeadedArchitecture implements Architecture {
-  private readonly key: string;
+class BloomArchitecture extends DecoderArchitecture {
   protected readonly head: HeadGraph;
+  private readonly blockLayout: BlockLayout;
   private readonly wte: string;
   private readonly embedNorm: { w: string; b: string };
   private readonly finalNorm: { w: string; b: string };
@@ -88,11 +81,22 @@ class BloomArchitecture extends HeadedArchitecture implements Architecture {
   ) {
     super();
     const s = spec;
+    const { hiddenSize: h, intermediateSize: m } = s;
     this.wte = `${o.prefix}word_embeddings.weight`;
     this.embedNorm = { w: `${o.prefix}word_embeddings_layernorm.weight`, b: `${o.prefix}word_embeddings_layernorm.bias` };
     const finalNorm = { w: `${o.prefix}ln_f.weight`, b: `${o.prefix}ln_f.bias` };
     this.finalNorm = finalNorm;
-    this.key = `bloom|h${s.hiddenSize}|H${s.numHeads}|eps${o.eps}|post${+o.postLnResidual}`;
+    this.blockLayout = {
+      key: `bloom|h${h}|H${s.numHeads}|eps${o.eps}|post${+o.postLnResidual}`,
+      headDim: s.headDim,
+      norms: normDefs(['input_layernorm', 'post_attention_layernorm'], h, true),
+      linears: linearDefs([
+        ['self_attention.query_key_value', 3 * h, h, 'attn_in', 0, true],
+        ['self_attention.dense', h, h, 'o_in', 1, true],
+        ['mlp.dense_h_to_4h', m, h, 'mlp_in', 2, true],
+        ['mlp.dense_4h_to_h', h, m, 'down_in', 3, true],
+      ]),
+    };
     this.head = {
       key: `bloom-head|h${s.hiddenSize}|v${s.vocabSize}|eps${o.eps}`,
       hidden: s.hiddenSize,
@@ -103,27 +107,18 @@ class BloomArchitecture extends HeadedArchitecture implements Architecture {
     };
   }
 
-  private p(i: number): string {
-    if (!Number.isInteger(i) || i < 0 || i >= this.spec.numLayers) throw new Error(`block ${i} is outside 0..${this.spec.numLayers - 1}`);
+  protected blockPrefix(i: number): string {
     return `${this.o.prefix}h.${i}.`;
   }
 
-  linears(i: number): LinearLayer[] {
-    const { hiddenSize: h, intermediateSize: m } = this.spec;
-    return linearLayers(this.p(i), false, [
-      ['self_attention.query_key_value', 3 * h, h, 'attn_in', 0],
-      ['self_attention.dense', h, h, 'o_in', 1],
-      ['mlp.dense_h_to_4h', m, h, 'mlp_in', 2],
-      ['mlp.dense_4h_to_h', h, m, 'down_in', 3],
-    ]);
+  protected layout(): BlockLayout {
+    return this.blockLayout;
   }
 
-  blockTensors(i: number): string[] {
-    const p = this.p(i);
-    const names: string[] = [];
-    for (const ln of ['input_layernorm', 'post_attention_layernorm']) names.push(`${p}${ln}.weight`, `${p}${ln}.bias`);
-    for (const l of this.linears(i)) names.push(l.tensor, `${p}${l.name}.bias`);
-    return names;
+  /** The ALiBi key bias the body declares as input "alibi" [heads, S]. */
+  protected override extraFeeds(_i: number, seq: number): Feeds {
+    const H = this.spec.numHeads;
+    return { alibi: tensor(alibiKeyBias(seq, H), [H, seq]) };
   }
 
   embedTensors(): string[] {
@@ -158,56 +153,21 @@ class BloomArchitecture extends HeadedArchitecture implements Architecture {
     return x;
   }
 
-  private build(capture: boolean): BuiltBlock {
-    const { hiddenSize: h, intermediateSize: m, numHeads: H, headDim: D } = this.spec;
+  protected body(b: BlockGraph): BlockOutputs {
+    const { numHeads: H, headDim: D } = this.spec;
     const o = this.o;
-    const g = new GraphBuilder('bloom_block');
-    const x = g.input('x', 'float32', ['tokens', h]);
-    const att = attentionInputs(g);
-    const alibi = g.input('alibi', 'float32', [H, 'seq']);
-    const ln = (input: string, name: string) => layerNorm(g, input, g.input(`${name}.w`, 'float32', [h]), g.input(`${name}.b`, 'float32', [h]), o.eps);
-    const lin = (input: string, layer: string, rows: number, cols: number) =>
-      linear(g, input, g.input(`${SHORT[layer]}.w`, 'float32', [rows, cols]), g.input(`${SHORT[layer]}.b`, 'float32', [rows]));
-
-    const attnIn = ln(x, 'ln1');
-    // [T, 3h] → [B, S, heads, 3D] → q, k, v [B, S, heads, D] (per-head [q | k | v] layout).
-    const qkv = splitHeads(g, lin(attnIn, 'self_attention.query_key_value', 3 * h, h), att.seq, H, 3 * D);
-    const [q, k, v] = g.opN('Split', [qkv, g.ints([D, D, D])], 3, { axis: -1 });
-    const oIn = causalAttention(g, q, k, v, att.mask, { numHeads: H, numKvHeads: H, headDim: D, keyBias: alibi });
-    const hMid = g.op('Add', [o.postLnResidual ? attnIn : x, lin(oIn, 'self_attention.dense', h, h)]);
-    const mlpIn = ln(hMid, 'ln2');
-    const downIn = activation(g, lin(mlpIn, 'mlp.dense_h_to_4h', m, h), 'gelu_fast');
-    const out = g.op('Add', [o.postLnResidual ? mlpIn : hMid, lin(downIn, 'mlp.dense_4h_to_h', h, m)]);
-
-    return finishBlock(g, x, out, h, capture, { attn_in: [attnIn, h], o_in: [oIn, h], mlp_in: [mlpIn, h], down_in: [downIn, m] });
-  }
-
-  async runBlock(i: number, w: Weights, x: Float32Array, seq: number, capture: boolean, out?: Float32Array): Promise<BlockResult> {
-    const { hiddenSize: h, intermediateSize: m, numHeads: H } = this.spec;
-    const tokens = tokensOf(x, h, seq);
-    const p = this.p(i);
-    const feeds: Feeds = {
-      x: tensor(x, [tokens, h]),
-      mask: tensor(causalMask(seq), [seq, seq]),
-      alibi: tensor(alibiKeyBias(seq, H), [H, seq]),
-      'ln1.w': weightFeed(w, `${p}input_layernorm.weight`, [h]),
-      'ln1.b': weightFeed(w, `${p}input_layernorm.bias`, [h]),
-      'ln2.w': weightFeed(w, `${p}post_attention_layernorm.weight`, [h]),
-      'ln2.b': weightFeed(w, `${p}post_attention_layernorm.bias`, [h]),
+    const alibi = b.g.input('alibi', 'float32', [H, 'seq']);
+    const attention = (a: string): Branch => {
+      const [q, k, v] = b.splitPerHead(b.linear(a, 'self_attention.query_key_value'), H, [D, D, D]);
+      const oIn = b.attention(q, k, v, { numHeads: H, numKvHeads: H, headDim: D, keyBias: alibi });
+      return { out: b.linear(oIn, 'self_attention.dense'), inputs: { o_in: oIn } };
     };
-    for (const l of this.linears(i)) {
-      feeds[`${SHORT[l.name]}.w`] = weightFeed(w, l.tensor, [l.rows, l.cols]);
-      feeds[`${SHORT[l.name]}.b`] = weightFeed(w, `${p}${l.name}.bias`, [l.rows]);
-    }
-    return runBlockGraph({
-      key: this.key,
-      build: (cap) => this.build(cap),
-      feeds,
-      tokens,
-      hidden: h,
-      capture,
-      widths: { attn_in: h, o_in: h, mlp_in: h, down_in: m },
-      out,
+    return residualBlock(b, {
+      norm1: (x) => b.layerNorm(x, 'input_layernorm', o.eps),
+      attention,
+      norm2: (x) => b.layerNorm(x, 'post_attention_layernorm', o.eps),
+      mlp: (x) => plainMlp(b, x, { up: 'mlp.dense_h_to_4h', down: 'mlp.dense_4h_to_h', act: 'gelu_fast' }),
+      residualFromNorm: o.postLnResidual,
     });
   }
 }

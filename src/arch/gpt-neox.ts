@@ -9,12 +9,12 @@
  * rotary_ndims = int(D · rotary_pct) dims of each head. Head: final_layer_norm, then embed_out (untied).
  * Tensor names: "gpt_neox." prefix (GPTNeoXForCausalLM); the bare GPTNeoXModel has none.
  */
-import { GraphBuilder } from '../engine/graph.js';
-import { tensor, type Feeds } from '../engine/session.js';
 import { ConfigReader, readRope } from './config.js';
-import { activation, attentionInputs, causalAttention, causalMask, isActivation, layerNorm, linear, rotary, ropeTables, splitHeads, ACTIVATIONS, type Activation } from './ops.js';
-import { HeadedArchitecture, finishBlock, linearLayers, checkSeq, gatherRows, runBlockGraph, tokensOf, weightFeed, type BuiltBlock, type HeadGraph } from './runtime.js';
-import type { Architecture, BlockResult, LinearLayer, ModelSpec, TensorSource, Weights } from './types.js';
+import { linearDefs, normDefs, plainMlp, residualBlock, type BlockGraph, type BlockLayout, type BlockOutputs, type Branch } from './block-graph.js';
+import { DecoderArchitecture } from './decoder.js';
+import { isActivation, layerNorm, ropeTables, ACTIVATIONS, type Activation } from './ops.js';
+import { checkSeq, gatherRows, weightFeed, type HeadGraph } from './runtime.js';
+import type { Architecture, ModelSpec, TensorSource, Weights } from './types.js';
 
 interface NeoxOptions {
   /** "gpt_neox." or "". */
@@ -83,17 +83,9 @@ export function createGptNeox(config: Record<string, unknown>, configPath: strin
   return new GptNeoxArchitecture(spec, opts);
 }
 
-/** Graph input names of the block's linear layers, by layer name. */
-const SHORT: Record<string, string> = {
-  'attention.query_key_value': 'qkv',
-  'attention.dense': 'dense',
-  'mlp.dense_h_to_4h': 'h_to_4h',
-  'mlp.dense_4h_to_h': '4h_to_h',
-};
-
-class GptNeoxArchitecture extends HeadedArchitecture implements Architecture {
-  private readonly key: string;
+class GptNeoxArchitecture extends DecoderArchitecture {
   protected readonly head: HeadGraph;
+  private readonly blockLayout: BlockLayout;
   private readonly embedIn: string;
   private readonly finalNorm: { w: string; b: string };
 
@@ -103,10 +95,22 @@ class GptNeoxArchitecture extends HeadedArchitecture implements Architecture {
   ) {
     super();
     const s = spec;
+    const { hiddenSize: h, intermediateSize: m } = s;
     this.embedIn = `${o.prefix}embed_in.weight`;
     const finalNorm = { w: `${o.prefix}final_layer_norm.weight`, b: `${o.prefix}final_layer_norm.bias` };
     this.finalNorm = finalNorm;
-    this.key = `gpt_neox|h${s.hiddenSize}|i${s.intermediateSize}|H${s.numHeads}|r${o.rotaryDim}|eps${o.eps}|${o.act}|par${+o.parallel}|b${+o.attnBias}`;
+    this.blockLayout = {
+      key: `gpt_neox|h${h}|i${m}|H${s.numHeads}|r${o.rotaryDim}|eps${o.eps}|${o.act}|par${+o.parallel}|b${+o.attnBias}`,
+      headDim: s.headDim,
+      rotaryDim: o.rotaryDim,
+      norms: normDefs(['input_layernorm', 'post_attention_layernorm'], h, true),
+      linears: linearDefs([
+        ['attention.query_key_value', 3 * h, h, 'attn_in', 0, o.attnBias],
+        ['attention.dense', h, h, 'o_in', 1, o.attnBias],
+        ['mlp.dense_h_to_4h', m, h, 'mlp_in', 2, true],
+        ['mlp.dense_4h_to_h', h, m, 'down_in', 3, true],
+      ]),
+    };
     this.head = {
       key: `gpt_neox-head|h${s.hiddenSize}|v${s.vocabSize}|eps${o.eps}`,
       hidden: s.hiddenSize,
@@ -120,34 +124,16 @@ class GptNeoxArchitecture extends HeadedArchitecture implements Architecture {
     };
   }
 
-  private p(i: number): string {
-    if (!Number.isInteger(i) || i < 0 || i >= this.spec.numLayers) throw new Error(`block ${i} is outside 0..${this.spec.numLayers - 1}`);
+  protected blockPrefix(i: number): string {
     return `${this.o.prefix}layers.${i}.`;
   }
 
-  linears(i: number): LinearLayer[] {
-    const { hiddenSize: h, intermediateSize: m } = this.spec;
-    return linearLayers(this.p(i), false, [
-      ['attention.query_key_value', 3 * h, h, 'attn_in', 0],
-      ['attention.dense', h, h, 'o_in', 1],
-      ['mlp.dense_h_to_4h', m, h, 'mlp_in', 2],
-      ['mlp.dense_4h_to_h', h, m, 'down_in', 3],
-    ]);
+  protected layout(): BlockLayout {
+    return this.blockLayout;
   }
 
-  private hasBias(layer: string): boolean {
-    return this.o.attnBias || layer.startsWith('mlp.');
-  }
-
-  blockTensors(i: number): string[] {
-    const p = this.p(i);
-    const names: string[] = [];
-    for (const ln of ['input_layernorm', 'post_attention_layernorm']) names.push(`${p}${ln}.weight`, `${p}${ln}.bias`);
-    for (const l of this.linears(i)) {
-      names.push(l.tensor);
-      if (this.hasBias(l.name)) names.push(`${p}${l.name}.bias`);
-    }
-    return names;
+  protected override rope(_i: number, seq: number): { cos: Float32Array; sin: Float32Array } {
+    return ropeTables(seq, this.o.rotaryDim, this.o.ropeTheta);
   }
 
   embedTensors(): string[] {
@@ -166,64 +152,20 @@ class GptNeoxArchitecture extends HeadedArchitecture implements Architecture {
     return gatherRows(table, this.spec.hiddenSize, ids);
   }
 
-  private build(capture: boolean): BuiltBlock {
-    const { hiddenSize: h, intermediateSize: m, numHeads: H, headDim: D } = this.spec;
+  protected body(b: BlockGraph): BlockOutputs {
+    const { numHeads: H, headDim: D } = this.spec;
     const o = this.o;
-    const g = new GraphBuilder('gpt_neox_block');
-    const x = g.input('x', 'float32', ['tokens', h]);
-    const att = attentionInputs(g, o.rotaryDim);
-    const ln = (input: string, name: string) => layerNorm(g, input, g.input(`${name}.w`, 'float32', [h]), g.input(`${name}.b`, 'float32', [h]), o.eps);
-    const lin = (input: string, layer: string, rows: number, cols: number) => {
-      const name = SHORT[layer];
-      const bias = this.hasBias(layer) ? g.input(`${name}.b`, 'float32', [rows]) : undefined;
-      return linear(g, input, g.input(`${name}.w`, 'float32', [rows, cols]), bias);
+    const attention = (a: string): Branch => {
+      const [q, k, v] = b.splitPerHead(b.linear(a, 'attention.query_key_value'), H, [D, D, D]);
+      const oIn = b.attention(b.rotary(q), b.rotary(k), v, { numHeads: H, numKvHeads: H, headDim: D });
+      return { out: b.linear(oIn, 'attention.dense'), inputs: { o_in: oIn } };
     };
-
-    const attnIn = ln(x, 'ln1');
-    // [T, 3h] → [B, S, heads, 3D] → q, k, v [B, S, heads, D] (per-head [q | k | v] layout).
-    const qkv = splitHeads(g, lin(attnIn, 'attention.query_key_value', 3 * h, h), att.seq, H, 3 * D);
-    const [q, k, v] = g.opN('Split', [qkv, g.ints([D, D, D])], 3, { axis: -1 });
-    const qr = rotary(g, q, att.cos!, att.sin!, D, o.rotaryDim);
-    const kr = rotary(g, k, att.cos!, att.sin!, D, o.rotaryDim);
-    const oIn = causalAttention(g, qr, kr, v, att.mask, { numHeads: H, numKvHeads: H, headDim: D });
-    const attnOut = lin(oIn, 'attention.dense', h, h);
-    const hMid = g.op('Add', [x, attnOut]);
-    const mlpIn = ln(o.parallel ? x : hMid, 'ln2');
-    const downIn = activation(g, lin(mlpIn, 'mlp.dense_h_to_4h', m, h), o.act);
-    const out = g.op('Add', [hMid, lin(downIn, 'mlp.dense_4h_to_h', h, m)]);
-
-    return finishBlock(g, x, out, h, capture, { attn_in: [attnIn, h], o_in: [oIn, h], mlp_in: [mlpIn, h], down_in: [downIn, m] });
-  }
-
-  async runBlock(i: number, w: Weights, x: Float32Array, seq: number, capture: boolean, out?: Float32Array): Promise<BlockResult> {
-    const { hiddenSize: h, intermediateSize: m } = this.spec;
-    const tokens = tokensOf(x, h, seq);
-    const p = this.p(i);
-    const r = this.o.rotaryDim;
-    const rope = ropeTables(seq, r, this.o.ropeTheta);
-    const feeds: Feeds = {
-      x: tensor(x, [tokens, h]),
-      mask: tensor(causalMask(seq), [seq, seq]),
-      cos: tensor(rope.cos, [seq, r]),
-      sin: tensor(rope.sin, [seq, r]),
-      'ln1.w': weightFeed(w, `${p}input_layernorm.weight`, [h]),
-      'ln1.b': weightFeed(w, `${p}input_layernorm.bias`, [h]),
-      'ln2.w': weightFeed(w, `${p}post_attention_layernorm.weight`, [h]),
-      'ln2.b': weightFeed(w, `${p}post_attention_layernorm.bias`, [h]),
-    };
-    for (const l of this.linears(i)) {
-      feeds[`${SHORT[l.name]}.w`] = weightFeed(w, l.tensor, [l.rows, l.cols]);
-      if (this.hasBias(l.name)) feeds[`${SHORT[l.name]}.b`] = weightFeed(w, `${p}${l.name}.bias`, [l.rows]);
-    }
-    return runBlockGraph({
-      key: this.key,
-      build: (cap) => this.build(cap),
-      feeds,
-      tokens,
-      hidden: h,
-      capture,
-      widths: { attn_in: h, o_in: h, mlp_in: h, down_in: m },
-      out,
+    return residualBlock(b, {
+      norm1: (x) => b.layerNorm(x, 'input_layernorm', o.eps),
+      attention,
+      norm2: (x) => b.layerNorm(x, 'post_attention_layernorm', o.eps),
+      mlp: (x) => plainMlp(b, x, { up: 'mlp.dense_h_to_4h', down: 'mlp.dense_4h_to_h', act: o.act }),
+      parallel: o.parallel,
     });
   }
 }

@@ -6,12 +6,12 @@
  * Tensor names carry a "transformer." prefix in what current HF writes; older Hub files have none.
  */
 import { ShearsError } from '../errors.js';
-import { GraphBuilder } from '../engine/graph.js';
-import { tensor, type Feeds } from '../engine/session.js';
 import { ConfigReader, readHeads } from './config.js';
-import { activation, attentionInputs, causalAttention, causalMask, isActivation, layerNorm, linear, splitHeads, ACTIVATIONS, type Activation } from './ops.js';
-import { HeadedArchitecture, finishBlock, linearLayers, checkSeq, gatherRows, runBlockGraph, tokensOf, weightFeed, type BuiltBlock, type HeadGraph } from './runtime.js';
-import type { Architecture, BlockResult, LinearLayer, ModelSpec, TensorSource, Weights } from './types.js';
+import { linearDefs, normDefs, plainMlp, residualBlock, type BlockGraph, type BlockLayout, type BlockOutputs, type Branch } from './block-graph.js';
+import { DecoderArchitecture } from './decoder.js';
+import { isActivation, layerNorm, ACTIVATIONS, type Activation } from './ops.js';
+import { checkSeq, gatherRows, weightFeed, type HeadGraph } from './runtime.js';
+import type { Architecture, ModelSpec, TensorSource, Weights } from './types.js';
 
 interface Gpt2Options {
   eps: number;
@@ -57,9 +57,9 @@ export function createGpt2(config: Record<string, unknown>, configPath: string, 
   return new Gpt2Architecture(spec, opts);
 }
 
-class Gpt2Architecture extends HeadedArchitecture implements Architecture {
-  private readonly key: string;
+class Gpt2Architecture extends DecoderArchitecture {
   protected readonly head: HeadGraph;
+  private readonly blockLayout: BlockLayout;
   private readonly wte: string;
   private readonly wpe: string;
 
@@ -69,7 +69,19 @@ class Gpt2Architecture extends HeadedArchitecture implements Architecture {
   ) {
     super();
     const s = spec;
-    this.key = `gpt2|h${s.hiddenSize}|i${s.intermediateSize}|H${s.numHeads}|eps${o.eps}|${o.act}|sc${o.scale}`;
+    const { hiddenSize: h, intermediateSize: m } = s;
+    this.blockLayout = {
+      key: `gpt2|h${h}|i${m}|H${s.numHeads}|eps${o.eps}|${o.act}|sc${o.scale}`,
+      headDim: s.headDim,
+      transposed: true,
+      norms: normDefs(['ln_1', 'ln_2'], h, true),
+      linears: linearDefs([
+        ['attn.c_attn', 3 * h, h, 'attn_in', 0, true],
+        ['attn.c_proj', h, h, 'o_in', 1, true],
+        ['mlp.c_fc', m, h, 'mlp_in', 2, true],
+        ['mlp.c_proj', h, m, 'down_in', 3, true],
+      ]),
+    };
     this.wte = `${o.prefix}wte.weight`;
     this.wpe = `${o.prefix}wpe.weight`;
     const ln = { w: `${o.prefix}ln_f.weight`, b: `${o.prefix}ln_f.bias` };
@@ -83,26 +95,12 @@ class Gpt2Architecture extends HeadedArchitecture implements Architecture {
     };
   }
 
-  private p(i: number): string {
-    if (!Number.isInteger(i) || i < 0 || i >= this.spec.numLayers) throw new Error(`block ${i} is outside 0..${this.spec.numLayers - 1}`);
+  protected blockPrefix(i: number): string {
     return `${this.o.prefix}h.${i}.`;
   }
 
-  linears(i: number): LinearLayer[] {
-    const { hiddenSize: h, intermediateSize: m } = this.spec;
-    return linearLayers(this.p(i), true, [
-      ['attn.c_attn', 3 * h, h, 'attn_in', 0],
-      ['attn.c_proj', h, h, 'o_in', 1],
-      ['mlp.c_fc', m, h, 'mlp_in', 2],
-      ['mlp.c_proj', h, m, 'down_in', 3],
-    ]);
-  }
-
-  blockTensors(i: number): string[] {
-    const p = this.p(i);
-    const names = [`${p}ln_1.weight`, `${p}ln_1.bias`, `${p}ln_2.weight`, `${p}ln_2.bias`];
-    for (const l of this.linears(i)) names.push(l.tensor, `${p}${l.name}.bias`);
-    return names;
+  protected layout(): BlockLayout {
+    return this.blockLayout;
   }
 
   embedTensors(): string[] {
@@ -131,54 +129,19 @@ class Gpt2Architecture extends HeadedArchitecture implements Architecture {
     return out;
   }
 
-  private build(capture: boolean): BuiltBlock {
-    const { hiddenSize: h, intermediateSize: m, numHeads: H, headDim: D } = this.spec;
+  protected body(b: BlockGraph): BlockOutputs {
+    const { hiddenSize: h, numHeads: H, headDim: D } = this.spec;
     const o = this.o;
-    const g = new GraphBuilder('gpt2_block');
-    const x = g.input('x', 'float32', ['tokens', h]);
-    const att = attentionInputs(g);
-    const weight = (name: string, dims: number[]) => g.input(name, 'float32', dims);
-    const conv = (input: string, name: string, cols: number, rows: number) =>
-      linear(g, input, weight(`${name}.w`, [cols, rows]), weight(`${name}.b`, [rows]), true);
-
-    const attnIn = layerNorm(g, x, weight('ln_1.w', [h]), weight('ln_1.b', [h]), o.eps);
-    const [q, k, v] = g.opN('Split', [conv(attnIn, 'c_attn', h, 3 * h), g.ints([h, h, h])], 3, { axis: 1 });
-    const heads = (t: string) => splitHeads(g, t, att.seq, H, D);
-    const oIn = causalAttention(g, heads(q), heads(k), heads(v), att.mask, { numHeads: H, numKvHeads: H, headDim: D, scale: o.scale });
-    const hMid = g.op('Add', [x, conv(oIn, 'attn.c_proj', h, h)]);
-    const mlpIn = layerNorm(g, hMid, weight('ln_2.w', [h]), weight('ln_2.b', [h]), o.eps);
-    const downIn = activation(g, conv(mlpIn, 'c_fc', h, m), o.act);
-    const out = g.op('Add', [hMid, conv(downIn, 'mlp.c_proj', m, h)]);
-
-    return finishBlock(g, x, out, h, capture, { attn_in: [attnIn, h], o_in: [oIn, h], mlp_in: [mlpIn, h], down_in: [downIn, m] });
-  }
-
-  async runBlock(i: number, w: Weights, x: Float32Array, seq: number, capture: boolean, out?: Float32Array): Promise<BlockResult> {
-    const { hiddenSize: h, intermediateSize: m } = this.spec;
-    const tokens = tokensOf(x, h, seq);
-    const p = this.p(i);
-    const feeds: Feeds = {
-      x: tensor(x, [tokens, h]),
-      mask: tensor(causalMask(seq), [seq, seq]),
-      'ln_1.w': weightFeed(w, `${p}ln_1.weight`, [h]),
-      'ln_1.b': weightFeed(w, `${p}ln_1.bias`, [h]),
-      'ln_2.w': weightFeed(w, `${p}ln_2.weight`, [h]),
-      'ln_2.b': weightFeed(w, `${p}ln_2.bias`, [h]),
+    const attention = (a: string): Branch => {
+      const [q, k, v] = b.splitColumns(b.linear(a, 'attn.c_attn'), [h, h, h]).map((t) => b.heads(t, H));
+      const oIn = b.attention(q, k, v, { numHeads: H, numKvHeads: H, headDim: D, scale: o.scale });
+      return { out: b.linear(oIn, 'attn.c_proj'), inputs: { o_in: oIn } };
     };
-    const graphName: Record<string, string> = { 'attn.c_attn': 'c_attn', 'attn.c_proj': 'attn.c_proj', 'mlp.c_fc': 'c_fc', 'mlp.c_proj': 'mlp.c_proj' };
-    for (const l of this.linears(i)) {
-      feeds[`${graphName[l.name]}.w`] = weightFeed(w, l.tensor, [l.cols, l.rows]); // Conv1D stores [in, out]
-      feeds[`${graphName[l.name]}.b`] = weightFeed(w, `${p}${l.name}.bias`, [l.rows]);
-    }
-    return runBlockGraph({
-      key: this.key,
-      build: (cap) => this.build(cap),
-      feeds,
-      tokens,
-      hidden: h,
-      capture,
-      widths: { attn_in: h, o_in: h, mlp_in: h, down_in: m },
-      out,
+    return residualBlock(b, {
+      norm1: (x) => b.layerNorm(x, 'ln_1', o.eps),
+      attention,
+      norm2: (x) => b.layerNorm(x, 'ln_2', o.eps),
+      mlp: (x) => plainMlp(b, x, { up: 'mlp.c_fc', down: 'mlp.c_proj', act: o.act }),
     });
   }
 }

@@ -5,13 +5,13 @@
  *   out = h + down_proj(act(gate_proj(n2)) · up_proj(n2))                      n2 = RMSNorm(h)
  * All weights nn.Linear [out, in]; RoPE is rotate_half over the whole head; GQA shares kv head h/rep.
  */
-import { GraphBuilder } from '../engine/graph.js';
-import { tensor, type Feeds } from '../engine/session.js';
 import { preview } from '../errors.js';
 import { ConfigReader, readHeads, readRope } from './config.js';
-import { activation, attentionInputs, causalAttention, causalMask, isActivation, linear, rmsNorm, rotary, ropeTables, splitHeads, ACTIVATIONS, type Activation } from './ops.js';
-import { HeadedArchitecture, finishBlock, linearLayers, gatherRows, runBlockGraph, tokensOf, weightFeed, type BuiltBlock, type HeadGraph } from './runtime.js';
-import type { Architecture, BlockResult, LinearLayer, ModelSpec, Weights } from './types.js';
+import { gatedMlp, linearDefs, normDefs, residualBlock, type BlockGraph, type BlockLayout, type BlockOutputs, type Branch } from './block-graph.js';
+import { DecoderArchitecture } from './decoder.js';
+import { isActivation, rmsNorm, ropeTables, ACTIVATIONS, type Activation } from './ops.js';
+import { gatherRows, weightFeed, type HeadGraph } from './runtime.js';
+import type { Architecture, ModelSpec, Weights } from './types.js';
 
 export const LLAMA_MODEL_TYPES = ['llama', 'mistral', 'qwen2', 'qwen3'] as const;
 type LlamaType = (typeof LLAMA_MODEL_TYPES)[number];
@@ -98,9 +98,9 @@ function nonNegative(c: ConfigReader, field: string): number {
   return v;
 }
 
-class LlamaArchitecture extends HeadedArchitecture implements Architecture {
-  private readonly key: string;
+class LlamaArchitecture extends DecoderArchitecture {
   protected readonly head: HeadGraph;
+  private readonly blockLayout: BlockLayout;
 
   constructor(
     readonly spec: ModelSpec,
@@ -108,7 +108,25 @@ class LlamaArchitecture extends HeadedArchitecture implements Architecture {
   ) {
     super();
     const s = spec;
-    this.key = `llama|h${s.hiddenSize}|i${s.intermediateSize}|H${s.numHeads}|kv${s.numKvHeads}|d${s.headDim}|eps${o.eps}|${o.act}|b${+o.qkvBias}${+o.oBias}${+o.mlpBias}|qk${+o.qkNorm}`;
+    const { hiddenSize: h, intermediateSize: m, numHeads: H, numKvHeads: KV, headDim: D } = s;
+    this.blockLayout = {
+      key: `llama|h${h}|i${m}|H${H}|kv${KV}|d${D}|eps${o.eps}|${o.act}|b${+o.qkvBias}${+o.oBias}${+o.mlpBias}|qk${+o.qkNorm}`,
+      headDim: D,
+      rotaryDim: D,
+      norms: [
+        ...normDefs(['input_layernorm', 'post_attention_layernorm'], h, false),
+        ...(o.qkNorm ? normDefs(['self_attn.q_norm', 'self_attn.k_norm'], D, false) : []),
+      ],
+      linears: linearDefs([
+        ['self_attn.q_proj', H * D, h, 'attn_in', 0, o.qkvBias],
+        ['self_attn.k_proj', KV * D, h, 'attn_in', 0, o.qkvBias],
+        ['self_attn.v_proj', KV * D, h, 'attn_in', 0, o.qkvBias],
+        ['self_attn.o_proj', h, H * D, 'o_in', 1, o.oBias],
+        ['mlp.gate_proj', m, h, 'mlp_in', 2, o.mlpBias],
+        ['mlp.up_proj', m, h, 'mlp_in', 2, o.mlpBias],
+        ['mlp.down_proj', h, m, 'down_in', 3, o.mlpBias],
+      ]),
+    };
     this.head = {
       key: `llama-head|h${s.hiddenSize}|v${s.vocabSize}|eps${o.eps}`,
       hidden: s.hiddenSize,
@@ -119,40 +137,20 @@ class LlamaArchitecture extends HeadedArchitecture implements Architecture {
     };
   }
 
-  private p(i: number): string {
-    if (!Number.isInteger(i) || i < 0 || i >= this.spec.numLayers) throw new Error(`block ${i} is outside 0..${this.spec.numLayers - 1}`);
+  protected blockPrefix(i: number): string {
     return `model.layers.${i}.`;
   }
 
-  linears(i: number): LinearLayer[] {
-    const { hiddenSize: h, intermediateSize: m, numHeads, numKvHeads, headDim } = this.spec;
-    return linearLayers(this.p(i), false, [
-      ['self_attn.q_proj', numHeads * headDim, h, 'attn_in', 0],
-      ['self_attn.k_proj', numKvHeads * headDim, h, 'attn_in', 0],
-      ['self_attn.v_proj', numKvHeads * headDim, h, 'attn_in', 0],
-      ['self_attn.o_proj', h, numHeads * headDim, 'o_in', 1],
-      ['mlp.gate_proj', m, h, 'mlp_in', 2],
-      ['mlp.up_proj', m, h, 'mlp_in', 2],
-      ['mlp.down_proj', h, m, 'down_in', 3],
-    ]);
+  protected layout(): BlockLayout {
+    return this.blockLayout;
   }
 
-  /** Bias tensor names present in block i, by layer name. */
-  private biases(i: number): Record<string, string> {
-    const p = this.p(i);
-    const b: Record<string, string> = {};
-    if (this.o.qkvBias) for (const n of ['q', 'k', 'v']) b[`self_attn.${n}_proj`] = `${p}self_attn.${n}_proj.bias`;
-    if (this.o.oBias) b['self_attn.o_proj'] = `${p}self_attn.o_proj.bias`;
-    if (this.o.mlpBias) for (const n of ['gate', 'up', 'down']) b[`mlp.${n}_proj`] = `${p}mlp.${n}_proj.bias`;
-    return b;
+  protected override window(i: number): number | undefined {
+    return this.o.windows(i);
   }
 
-  blockTensors(i: number): string[] {
-    const p = this.p(i);
-    const names = [`${p}input_layernorm.weight`, `${p}post_attention_layernorm.weight`];
-    if (this.o.qkNorm) names.push(`${p}self_attn.q_norm.weight`, `${p}self_attn.k_norm.weight`);
-    names.push(...this.linears(i).map((l) => l.tensor), ...Object.values(this.biases(i)));
-    return names;
+  protected override rope(_i: number, seq: number): { cos: Float32Array; sin: Float32Array } {
+    return ropeTables(seq, this.spec.headDim, this.o.ropeTheta);
   }
 
   embedTensors(): string[] {
@@ -170,77 +168,25 @@ class LlamaArchitecture extends HeadedArchitecture implements Architecture {
     return gatherRows(table, this.spec.hiddenSize, ids);
   }
 
-  /** The block graph; graph input names are the layer names with "/" for "." plus a kind suffix. */
-  private build(capture: boolean): BuiltBlock {
-    const { hiddenSize: h, intermediateSize: m, numHeads: H, numKvHeads: KV, headDim: D } = this.spec;
+  protected body(b: BlockGraph): BlockOutputs {
+    const { numHeads: H, numKvHeads: KV, headDim: D } = this.spec;
     const o = this.o;
-    const g = new GraphBuilder('llama_block');
-    const x = g.input('x', 'float32', ['tokens', h]);
-    const att = attentionInputs(g, D);
-    const weight = (name: string, dims: number[]) => g.input(name, 'float32', dims);
-    const lin = (input: string, name: string, rows: number, cols: number, bias: boolean) =>
-      linear(g, input, weight(`${name}.w`, [rows, cols]), bias ? weight(`${name}.b`, [rows]) : undefined);
-
-    const attnIn = rmsNorm(g, x, weight('ln1', [h]), o.eps);
-    let q = splitHeads(g, lin(attnIn, 'q', H * D, h, o.qkvBias), att.seq, H, D);
-    let k = splitHeads(g, lin(attnIn, 'k', KV * D, h, o.qkvBias), att.seq, KV, D);
-    const v = splitHeads(g, lin(attnIn, 'v', KV * D, h, o.qkvBias), att.seq, KV, D);
-    if (o.qkNorm) {
-      q = rmsNorm(g, q, weight('q_norm', [D]), o.eps);
-      k = rmsNorm(g, k, weight('k_norm', [D]), o.eps);
-    }
-    q = rotary(g, q, att.cos!, att.sin!, D, D);
-    k = rotary(g, k, att.cos!, att.sin!, D, D);
-    const oIn = causalAttention(g, q, k, v, att.mask, { numHeads: H, numKvHeads: KV, headDim: D });
-    const hMid = g.op('Add', [x, lin(oIn, 'o', h, H * D, o.oBias)]);
-    const mlpIn = rmsNorm(g, hMid, weight('ln2', [h]), o.eps);
-    const gate = activation(g, lin(mlpIn, 'gate', m, h, o.mlpBias), o.act);
-    const downIn = g.op('Mul', [gate, lin(mlpIn, 'up', m, h, o.mlpBias)]);
-    const out = g.op('Add', [hMid, lin(downIn, 'down', h, m, o.mlpBias)]);
-
-    return finishBlock(g, x, out, h, capture, { attn_in: [attnIn, h], o_in: [oIn, H * D], mlp_in: [mlpIn, h], down_in: [downIn, m] });
-  }
-
-  async runBlock(i: number, w: Weights, x: Float32Array, seq: number, capture: boolean, out?: Float32Array): Promise<BlockResult> {
-    const { hiddenSize: h, intermediateSize: m, numHeads: H, numKvHeads: KV, headDim: D } = this.spec;
-    const tokens = tokensOf(x, h, seq);
-    const p = this.p(i);
-    const rope = ropeTables(seq, D, this.o.ropeTheta);
-    const feeds: Feeds = {
-      x: tensor(x, [tokens, h]),
-      mask: tensor(causalMask(seq, this.o.windows(i)), [seq, seq]),
-      cos: tensor(rope.cos, [seq, D]),
-      sin: tensor(rope.sin, [seq, D]),
-      ln1: weightFeed(w, `${p}input_layernorm.weight`, [h]),
-      ln2: weightFeed(w, `${p}post_attention_layernorm.weight`, [h]),
+    const attention = (a: string): Branch => {
+      let q = b.heads(b.linear(a, 'self_attn.q_proj'), H);
+      let k = b.heads(b.linear(a, 'self_attn.k_proj'), KV);
+      const v = b.heads(b.linear(a, 'self_attn.v_proj'), KV);
+      if (o.qkNorm) {
+        q = b.rmsNorm(q, 'self_attn.q_norm', o.eps);
+        k = b.rmsNorm(k, 'self_attn.k_norm', o.eps);
+      }
+      const oIn = b.attention(b.rotary(q), b.rotary(k), v, { numHeads: H, numKvHeads: KV, headDim: D });
+      return { out: b.linear(oIn, 'self_attn.o_proj'), inputs: { o_in: oIn } };
     };
-    if (this.o.qkNorm) {
-      feeds.q_norm = weightFeed(w, `${p}self_attn.q_norm.weight`, [D]);
-      feeds.k_norm = weightFeed(w, `${p}self_attn.k_norm.weight`, [D]);
-    }
-    const short: Record<string, string> = {
-      'self_attn.q_proj': 'q',
-      'self_attn.k_proj': 'k',
-      'self_attn.v_proj': 'v',
-      'self_attn.o_proj': 'o',
-      'mlp.gate_proj': 'gate',
-      'mlp.up_proj': 'up',
-      'mlp.down_proj': 'down',
-    };
-    const biases = this.biases(i);
-    for (const l of this.linears(i)) {
-      feeds[`${short[l.name]}.w`] = weightFeed(w, l.tensor, [l.rows, l.cols]);
-      if (biases[l.name]) feeds[`${short[l.name]}.b`] = weightFeed(w, biases[l.name], [l.rows]);
-    }
-    return runBlockGraph({
-      key: this.key,
-      build: (cap) => this.build(cap),
-      feeds,
-      tokens,
-      hidden: h,
-      capture,
-      widths: { attn_in: h, o_in: H * D, mlp_in: h, down_in: m },
-      out,
+    return residualBlock(b, {
+      norm1: (x) => b.rmsNorm(x, 'input_layernorm', o.eps),
+      attention,
+      norm2: (x) => b.rmsNorm(x, 'post_attention_layernorm', o.eps),
+      mlp: (x) => gatedMlp(b, x, { gate: 'mlp.gate_proj', up: 'mlp.up_proj', down: 'mlp.down_proj', act: o.act, width: this.spec.intermediateSize }),
     });
   }
 }

@@ -14,10 +14,12 @@
 import { ShearsError } from '../errors.js';
 import { GraphBuilder } from '../engine/graph.js';
 import { run, session, tensor, type Feeds } from '../engine/session.js';
+import { linearDefs, normDefs, plainMlp, residualBlock, type BlockGraph, type BlockLayout, type BlockOutputs, type Branch } from './block-graph.js';
 import { ConfigReader } from './config.js';
-import { activation, attentionInputs, causalAttention, causalMask, isActivation, layerNorm, linear, splitHeads, ACTIVATIONS, type Activation } from './ops.js';
-import { HeadedArchitecture, finishBlock, linearLayers, checkSeq, gatherRows, runBlockGraph, tokensOf, weightFeed, type BuiltBlock, type HeadGraph } from './runtime.js';
-import type { Architecture, BlockResult, LinearLayer, ModelSpec, TensorSource, Weights } from './types.js';
+import { DecoderArchitecture } from './decoder.js';
+import { isActivation, layerNorm, linear, ACTIVATIONS, type Activation } from './ops.js';
+import { checkSeq, gatherRows, weightFeed, type HeadGraph } from './runtime.js';
+import type { Architecture, ModelSpec, TensorSource, Weights } from './types.js';
 
 /** nn.LayerNorm's default epsilon; OPT's config has no field for it. */
 const LN_EPS = 1e-5;
@@ -87,19 +89,9 @@ export function createOpt(config: Record<string, unknown>, configPath: string, t
   return new OptArchitecture(spec, opts);
 }
 
-/** Graph input names of the block's linear layers, by layer name. */
-const SHORT: Record<string, string> = {
-  'self_attn.q_proj': 'q',
-  'self_attn.k_proj': 'k',
-  'self_attn.v_proj': 'v',
-  'self_attn.out_proj': 'o',
-  fc1: 'fc1',
-  fc2: 'fc2',
-};
-
-class OptArchitecture extends HeadedArchitecture implements Architecture {
-  private readonly key: string;
+class OptArchitecture extends DecoderArchitecture {
   protected readonly head: HeadGraph;
+  private readonly blockLayout: BlockLayout;
   private readonly names: { tokens: string; positions: string; projectIn: string; projectOut: string; finalW: string; finalB: string };
 
   constructor(
@@ -117,7 +109,20 @@ class OptArchitecture extends HeadedArchitecture implements Architecture {
       finalW: `${d}final_layer_norm.weight`,
       finalB: `${d}final_layer_norm.bias`,
     };
-    this.key = `opt|h${s.hiddenSize}|i${s.intermediateSize}|H${s.numHeads}|pre${+o.preLN}|b${+o.bias}|a${+o.affine}|${o.act}`;
+    const { hiddenSize: h, intermediateSize: m } = s;
+    this.blockLayout = {
+      key: `opt|h${h}|i${m}|H${s.numHeads}|pre${+o.preLN}|b${+o.bias}|a${+o.affine}|${o.act}`,
+      headDim: s.headDim,
+      norms: o.affine ? normDefs(['self_attn_layer_norm', 'final_layer_norm'], h, true) : [],
+      linears: linearDefs([
+        ['self_attn.q_proj', h, h, 'attn_in', 0, o.bias],
+        ['self_attn.k_proj', h, h, 'attn_in', 0, o.bias],
+        ['self_attn.v_proj', h, h, 'attn_in', 0, o.bias],
+        ['self_attn.out_proj', h, h, 'o_in', 1, o.bias],
+        ['fc1', m, h, 'mlp_in', 2, o.bias],
+        ['fc2', h, m, 'down_in', 3, o.bias],
+      ]),
+    };
     const projected = o.embedDim !== s.hiddenSize;
     this.head = {
       key: `opt-head|h${s.hiddenSize}|e${o.embedDim}|v${s.vocabSize}|n${+o.finalNorm}|a${+o.affine}`,
@@ -147,38 +152,27 @@ class OptArchitecture extends HeadedArchitecture implements Architecture {
   private layerNorm(g: GraphBuilder, x: string, name: string): string {
     const h = this.spec.hiddenSize;
     if (this.o.affine) return layerNorm(g, x, g.input(`${name}.w`, 'float32', [h]), g.input(`${name}.b`, 'float32', [h]), LN_EPS);
+    return this.unitLayerNorm(g, x);
+  }
+
+  /** LayerNorm without gain or bias (layer_norm_elementwise_affine = false): a constant unit gain. */
+  private unitLayerNorm(g: GraphBuilder, x: string): string {
+    const h = this.spec.hiddenSize;
     const ones = g.constant({ type: 'float32', dims: [h], data: new Float32Array(h).fill(1) }, 'ones');
     return layerNorm(g, x, ones, undefined, LN_EPS);
   }
 
-  private p(i: number): string {
-    if (!Number.isInteger(i) || i < 0 || i >= this.spec.numLayers) throw new Error(`block ${i} is outside 0..${this.spec.numLayers - 1}`);
+  /** A block norm: the layout's LayerNorm `name`, or the unit one when not affine. */
+  private blockNorm(b: BlockGraph, x: string, name: string): string {
+    return this.o.affine ? b.layerNorm(x, name, LN_EPS) : this.unitLayerNorm(b.g, x);
+  }
+
+  protected blockPrefix(i: number): string {
     return `${this.o.prefix}layers.${i}.`;
   }
 
-  linears(i: number): LinearLayer[] {
-    const { hiddenSize: h, intermediateSize: m } = this.spec;
-    return linearLayers(this.p(i), false, [
-      ['self_attn.q_proj', h, h, 'attn_in', 0],
-      ['self_attn.k_proj', h, h, 'attn_in', 0],
-      ['self_attn.v_proj', h, h, 'attn_in', 0],
-      ['self_attn.out_proj', h, h, 'o_in', 1],
-      ['fc1', m, h, 'mlp_in', 2],
-      ['fc2', h, m, 'down_in', 3],
-    ]);
-  }
-
-  blockTensors(i: number): string[] {
-    const p = this.p(i);
-    const names: string[] = [];
-    if (this.o.affine) {
-      for (const ln of ['self_attn_layer_norm', 'final_layer_norm']) names.push(`${p}${ln}.weight`, `${p}${ln}.bias`);
-    }
-    for (const l of this.linears(i)) {
-      names.push(l.tensor);
-      if (this.o.bias) names.push(`${p}${l.name}.bias`);
-    }
-    return names;
+  protected layout(): BlockLayout {
+    return this.blockLayout;
   }
 
   embedTensors(): string[] {
@@ -233,58 +227,24 @@ class OptArchitecture extends HeadedArchitecture implements Architecture {
     return out;
   }
 
-  private build(capture: boolean): BuiltBlock {
-    const { hiddenSize: h, intermediateSize: m, numHeads: H, headDim: D } = this.spec;
-    const o = this.o;
-    const g = new GraphBuilder('opt_block');
-    const x = g.input('x', 'float32', ['tokens', h]);
-    const att = attentionInputs(g);
-    const lin = (input: string, name: string, rows: number, cols: number) =>
-      linear(g, input, g.input(`${name}.w`, 'float32', [rows, cols]), o.bias ? g.input(`${name}.b`, 'float32', [rows]) : undefined);
-    const heads = (t: string) => splitHeads(g, t, att.seq, H, D);
-
-    const attnIn = o.preLN ? this.layerNorm(g, x, 'ln1') : x;
-    const q = heads(lin(attnIn, 'q', h, h));
-    const k = heads(lin(attnIn, 'k', h, h));
-    const v = heads(lin(attnIn, 'v', h, h));
-    const oIn = causalAttention(g, q, k, v, att.mask, { numHeads: H, numKvHeads: H, headDim: D });
-    let hMid = g.op('Add', [x, lin(oIn, 'o', h, h)]);
-    if (!o.preLN) hMid = this.layerNorm(g, hMid, 'ln1');
-    const mlpIn = o.preLN ? this.layerNorm(g, hMid, 'ln2') : hMid;
-    const downIn = activation(g, lin(mlpIn, 'fc1', m, h), o.act);
-    let out = g.op('Add', [hMid, lin(downIn, 'fc2', h, m)]);
-    if (!o.preLN) out = this.layerNorm(g, out, 'ln2');
-
-    return finishBlock(g, x, out, h, capture, { attn_in: [attnIn, h], o_in: [oIn, h], mlp_in: [mlpIn, h], down_in: [downIn, m] });
-  }
-
-  async runBlock(i: number, w: Weights, x: Float32Array, seq: number, capture: boolean, out?: Float32Array): Promise<BlockResult> {
-    const { hiddenSize: h, intermediateSize: m } = this.spec;
-    const tokens = tokensOf(x, h, seq);
-    const p = this.p(i);
-    const feeds: Feeds = {
-      x: tensor(x, [tokens, h]),
-      mask: tensor(causalMask(seq), [seq, seq]),
+  /**
+   * Pre-LN: the shared residual block. Post-LN (opt-350m): h = LN1(x + attn(x)); out = LN2(h + mlp(h)),
+   * so the first layers read the block input itself.
+   */
+  protected body(b: BlockGraph): BlockOutputs {
+    const { numHeads: H, headDim: D } = this.spec;
+    const attention = (a: string): Branch => {
+      const [q, k, v] = ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj'].map((n) => b.heads(b.linear(a, n), H));
+      const oIn = b.attention(q, k, v, { numHeads: H, numKvHeads: H, headDim: D });
+      return { out: b.linear(oIn, 'self_attn.out_proj'), inputs: { o_in: oIn } };
     };
-    if (this.o.affine) {
-      feeds['ln1.w'] = weightFeed(w, `${p}self_attn_layer_norm.weight`, [h]);
-      feeds['ln1.b'] = weightFeed(w, `${p}self_attn_layer_norm.bias`, [h]);
-      feeds['ln2.w'] = weightFeed(w, `${p}final_layer_norm.weight`, [h]);
-      feeds['ln2.b'] = weightFeed(w, `${p}final_layer_norm.bias`, [h]);
-    }
-    for (const l of this.linears(i)) {
-      feeds[`${SHORT[l.name]}.w`] = weightFeed(w, l.tensor, [l.rows, l.cols]);
-      if (this.o.bias) feeds[`${SHORT[l.name]}.b`] = weightFeed(w, `${p}${l.name}.bias`, [l.rows]);
-    }
-    return runBlockGraph({
-      key: this.key,
-      build: (cap) => this.build(cap),
-      feeds,
-      tokens,
-      hidden: h,
-      capture,
-      widths: { attn_in: h, o_in: h, mlp_in: h, down_in: m },
-      out,
-    });
+    const mlp = (x: string) => plainMlp(b, x, { up: 'fc1', down: 'fc2', act: this.o.act });
+    const ln1 = (x: string) => this.blockNorm(b, x, 'self_attn_layer_norm');
+    const ln2 = (x: string) => this.blockNorm(b, x, 'final_layer_norm');
+    if (this.o.preLN) return residualBlock(b, { norm1: ln1, attention, norm2: ln2, mlp });
+    const a = attention(b.x);
+    const h = ln1(b.add(b.x, a.out));
+    const f = mlp(h);
+    return { out: ln2(b.add(h, f.out)), inputs: { attn_in: b.x, mlp_in: h, ...a.inputs, ...f.inputs } };
   }
 }

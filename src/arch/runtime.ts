@@ -169,11 +169,6 @@ function headSession(h: HeadGraph, kind: 'logits' | 'nll'): Promise<ort.Inferenc
   });
 }
 
-/** A block's linear layers from rows of [name, out, in, input id, stage]; tensors are `<prefix><name>.weight`. */
-export function linearLayers(prefix: string, transposed: boolean, rows: [string, number, number, string, number][]): LinearLayer[] {
-  return rows.map(([name, out, inp, input, stage]) => ({ name, tensor: `${prefix}${name}.weight`, rows: out, cols: inp, transposed, input, stage }));
-}
-
 /**
  * The head half of `Architecture`, the same for every family once it has described its HeadGraph:
  * adapters extend this and implement the rest.
