@@ -81,9 +81,9 @@ export function refAlps(w: Float32Array, rows: number, cols: number, h: Float32A
   let inv = inverse(rho);
   const total = cols * rows;
   const kSpar = spec.kind === 'unstructured' ? Math.round((1 - spec.sparsity) * total) : (total * spec.n) / spec.m;
-  let b = Float64Array.from(bOrig);
-  let v = new Float64Array(total);
-  let d = project(bOrig, cols, rows, spec, spec.kind === 'unstructured' ? kSpar : 0);
+  let b: Float64Array = Float64Array.from(bOrig);
+  let v: Float64Array = new Float64Array(total);
+  let d: Float64Array = project(bOrig, cols, rows, spec, spec.kind === 'unstructured' ? kSpar : 0);
   const dInit = Float64Array.from(d);
   const supp = (x: Float64Array) => Array.from(x, (t) => (t === 0 ? 1 : 0));
   let suppPrev = supp(d);
