@@ -115,7 +115,7 @@ function writeSection(rows: Row[], dense: number): void {
     '| ---: | :--- | :--- | :--- | ---: | ---: |',
     ...sorted.map((r) => `| ${pct(r)} | ${r.kind} | \`${r.request}\` | ${r.kind.startsWith('blocks') ? '- (no re-solve)' : r.method} | ${r.params.toLocaleString('en-US')} | ${r.perplexity < 1000 ? r.perplexity.toFixed(3) : r.perplexity.toPrecision(4)} |`),
     '',
-    'magnitude: weight-norm criterion, no calibration, no compensation (the baseline). wanda: E[x²]·‖W_col‖² per channel / head (Wanda-sp; variance instead of E[x²] where a bias absorbs the mean, as FLAP). sparsegpt (default): OBS saliency over 8 rounds of greedy removal. Both calibrated criteria re-solve the down / output projection on the Gram matrix of its inputs. Unstructured rows keep every shape (zeros cost the same in a dense tensor); structured rows are smaller files that run faster (see the README).',
+    'magnitude: weight-norm criterion, no calibration, no compensation (the baseline). wanda: E[x²]·‖W_col‖² per channel / head (Wanda-sp; variance instead of E[x²] where a bias absorbs the mean, as FLAP). sparsegpt (default): OBS saliency over 8 rounds of greedy removal. Both calibrated criteria re-solve the down / output projection on the Gram matrix of its inputs. Blocks are ranked on the calibration windows whatever the method (also in the magnitude mix row) and removed without re-solving anything. Unstructured rows keep every shape (zeros cost the same in a dense tensor); structured rows are smaller files that run faster (see the README).',
     '<!-- structured:end -->',
   ];
   const section = lines.join('\n');
