@@ -37,6 +37,7 @@ interface Args {
   format: string;
   wbits?: number;
   plot: boolean;
+  refine: boolean;
 }
 
 /** --layer-sparsity: a JSON array (one value per block, null = default) or an object {"block": value}. */
@@ -79,7 +80,8 @@ export const pruneCommand: CommandModule<object, Args> = {
       .option('calib-tokens', { type: 'string', describe: 'use exactly these windows (safetensors, one I32/I64 [nsamples, seqlen] tensor)' })
       .option('save-calib-tokens', { type: 'string', describe: 'save the drawn windows to this safetensors file' })
       .option('blocksize', { type: 'number', default: 128, describe: 'SparseGPT column block size' })
-      .option('damp', { type: 'number', default: 0.01, describe: 'SparseGPT dampening, fraction of mean(diag H)' })
+      .option('damp', { type: 'number', default: 0.01, describe: 'SparseGPT (and --refine) dampening, fraction of mean(diag H)' })
+      .option('refine', { type: 'boolean', default: false, describe: 'after the method, re-solve the kept weights of each row on H (PCG, 10 steps, tolerance 1e-4)' })
       .option('allow-nonfinite', { type: 'boolean', default: false, describe: 'go on past NaN/Inf in weights or activations (listed in shears-report.json)' })
       .option('include-lm-head', { type: 'boolean', default: false, describe: 'also prune the LM head (not when tied to the embedding)' })
       .option('true-sequential', { type: 'boolean', default: false, describe: 'prune attention/MLP sub-groups in order, re-running between them' })
@@ -108,7 +110,7 @@ export const pruneCommand: CommandModule<object, Args> = {
       skip: a.skip, trueSequential: a['true-sequential'], includeLmHead: a['include-lm-head'], blocksize: a.blocksize, damp: a.damp, seed: a.seed,
       calibration: a.calibration, nsamples: a.nsamples, seqlen: a.seqlen,
       calibTokens: a['calib-tokens'], saveCalibTokens: a['save-calib-tokens'],
-      format: a.format as WeightFormat, wbits: a.wbits,
+      format: a.format as WeightFormat, wbits: a.wbits, refine: a.refine,
       command: ['shears', ...process.argv.slice(2)].join(' '),
       allowNonfinite: a['allow-nonfinite'],
       onProgress: progress,
