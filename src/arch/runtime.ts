@@ -6,6 +6,7 @@ import type ort from 'onnxruntime-node';
 import { ShearsError, usageError } from '../errors.js';
 import { GraphBuilder } from '../engine/graph.js';
 import { releaseSessions, run, session, tensor, type Feeds } from '../engine/session.js';
+import { softcap } from './ops.js';
 import type { BlockResult, LinearLayer, Weights } from './types.js';
 
 /** A weight from `w` as a tensor of shape `dims`, checking that it has that many values. */
@@ -149,6 +150,8 @@ export interface HeadGraph {
   final(g: GraphBuilder, x: string): string;
   /** Feeds for the inputs `final` declared. */
   finalFeeds(w: Weights): Feeds;
+  /** Tanh soft-capping of the logits, cap · tanh(logits / cap) (Gemma 2's final_logit_softcapping); absent: none. */
+  logitCap?: number;
 }
 
 /** Logit values per LM-head call: [rows, vocab] float32 near 256 MiB (vocab can be 128k). */
@@ -171,7 +174,8 @@ function headSession(h: HeadGraph, kind: 'logits' | 'nll'): Promise<ort.Inferenc
     const g = new GraphBuilder(`${h.key}-${kind}`);
     const x = g.input('x', 'float32', ['n', h.hidden]);
     const head = g.input('head_w', 'float32', [h.vocab, width]);
-    const logits = g.op('Gemm', [h.final(g, x), head], { transB: 1 });
+    const raw = g.op('Gemm', [h.final(g, x), head], { transB: 1 });
+    const logits = h.logitCap === undefined ? raw : softcap(g, raw, h.logitCap);
     if (kind === 'logits') {
       g.output(logits, 'float32', ['n', h.vocab], 'logits');
     } else {

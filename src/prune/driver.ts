@@ -17,6 +17,8 @@ import { globMatcher } from './glob.js';
 import { nmHoldsWithTail } from './pattern-check.js';
 import type { FiniteGuard } from '../run/finite.js';
 import { ShearsError, usageError } from '../errors.js';
+import { refineLayer, type RefineReport } from './refine.js';
+import { DEFAULT_DAMP } from './sparsegpt.js';
 
 export { METHODS, type Method } from './methods.js';
 
@@ -37,6 +39,8 @@ export interface PruneOptions {
   includeLmHead?: boolean;
   /** Hardening: checks activations, statistics and pruned weights for NaN/Inf (weights as read: see job.ts). */
   finite?: FiniteGuard;
+  /** After the method, re-solve each row's kept weights on H by PCG (refine.ts). */
+  refine?: boolean;
 }
 
 export interface LayerReport {
@@ -55,6 +59,8 @@ export interface LayerReport {
   damp?: number;
   retries?: number;
   notes?: string[];
+  /** --refine: PCG steps, residual and the reconstruction error before and after. */
+  refine?: RefineReport;
   seconds: number;
 }
 
@@ -62,6 +68,8 @@ export interface Timings {
   forward: number;
   statistics: number;
   pruning: number;
+  /** --refine's share of `pruning`. */
+  refine?: number;
 }
 
 export interface DriverHooks {
@@ -70,14 +78,15 @@ export interface DriverHooks {
   onProgress?(event: { block: number; blocks: number; stage: string }): void;
 }
 
-export function needsCalibration(method: Method): boolean {
-  return PRUNE_METHODS[method].statistic !== 'none';
+export function needsCalibration(opts: Pick<PruneOptions, 'method' | 'refine'>): boolean {
+  return PRUNE_METHODS[opts.method].statistic !== 'none' || !!opts.refine;
 }
 
-/** A fresh statistic for one layer input, holding what the chosen method reads. */
+/** A fresh statistic for one layer input, holding what the chosen method (and --refine: H, kept readable) reads. */
 function newInput(opts: PruneOptions, cols: number): LayerInput {
   const statistic = PRUNE_METHODS[opts.method].statistic;
-  return new LayerInput(cols, { columnNorms: statistic === 'column-norms', gram: statistic === 'gram', keepGram: false });
+  const refine = !!opts.refine;
+  return new LayerInput(cols, { columnNorms: statistic === 'column-norms', gram: statistic === 'gram' || refine, keepGram: refine });
 }
 
 /** [rows, cols] nn.Linear view of a stored weight (a copy when stored transposed). */
@@ -115,7 +124,7 @@ interface Run {
 }
 
 export async function pruneBlocks(arch: Architecture, src: TensorSource, windows: Windows | undefined, opts: PruneOptions, hooks: DriverHooks): Promise<{ layers: LayerReport[]; timings: Timings }> {
-  const calibrated = needsCalibration(opts.method);
+  const calibrated = needsCalibration(opts);
   if (calibrated && !windows) throw new Error(`${opts.method} needs calibration windows`);
   const run: Run = {
     arch, src, opts, hooks, calibrated,
@@ -173,6 +182,7 @@ async function pruneStage(run: Run, b: number, w: Weights, todo: LinearLayer[]):
   for (const [k, l] of todo.entries()) {
     const t = performance.now();
     const r = await pruneLayer(l, w.get(l.tensor)!, stats, spec, opts, run.layers.length);
+    if (r.refine) timings.refine = (timings.refine ?? 0) + r.refine.seconds;
     // A statistic is dropped after the last layer that reads it (a Gram matrix is cols² floats).
     if (!todo.slice(k + 1).some((m) => m.input === l.input)) stats.delete(l.input);
     opts.finite?.check(`block ${b}: the pruned weights of ${l.tensor}`, w.get(l.tensor)!); // hardening: non-finite
@@ -240,6 +250,7 @@ async function pruneHead(run: Run, windows: number): Promise<void> {
   t = performance.now();
   const weight = hw.get(head.tensor)!;
   const r = await pruneLayer(head, weight, stats, opts.spec, opts, layers.length);
+  if (r.refine) timings.refine = (timings.refine ?? 0) + r.refine.seconds;
   const seconds = (performance.now() - t) / 1000;
   layers.push({ block: L, ...r, seconds });
   timings.pruning += seconds;
@@ -253,9 +264,13 @@ async function pruneHead(run: Run, windows: number): Promise<void> {
 async function pruneLayer(l: LinearLayer, stored: Float32Array, stats: Map<string, LayerInput>, spec: SparsitySpec, opts: PruneOptions, index: number): Promise<Omit<LayerReport, 'block' | 'seconds'>> {
   const view = linearView(l, stored);
   const weight = { data: view, rows: l.rows, cols: l.cols };
+  const input = stats.get(l.input) ?? newInput(opts, l.cols);
+  const dense = opts.refine ? Float32Array.from(view) : undefined;
   let r: PruneResult;
+  let refine: RefineReport | undefined;
   try {
-    r = await PRUNE_METHODS[opts.method].prune(weight, stats.get(l.input) ?? newInput(opts, l.cols), spec, opts, index);
+    r = await PRUNE_METHODS[opts.method].prune(weight, input, spec, opts, index);
+    if (dense) refine = await refineLayer(weight, dense, input, opts.damp ?? DEFAULT_DAMP);
   } catch (e) {
     if (e instanceof ShearsError) throw new ShearsError(`${l.tensor}: ${e.message}`, e.exitCode);
     throw e;
@@ -265,7 +280,7 @@ async function pruneLayer(l: LinearLayer, stored: Float32Array, stats: Map<strin
     name: l.name, tensor: l.tensor, rows: l.rows, cols: l.cols, skipped: false,
     sparsity: zeroFraction(view),
     nmOk: spec.kind === 'nm' ? nmHoldsWithTail(view, l.rows, l.cols, spec.n, spec.m) : undefined,
-    loss: r.loss, damp: r.damp, retries: r.retries, notes: r.notes,
+    loss: r.loss, damp: r.damp, retries: r.retries, notes: r.notes, refine,
   };
 }
 
