@@ -80,10 +80,11 @@ export interface Architecture {
   embed(w: Weights, ids: Int32Array, seq: number): Promise<Float32Array>;
   /**
    * Runs decoder block i on x [tokens, hidden] made of windows of `seq` tokens. The result's `out` is `out`
-   * when given (it must not overlap x) or else a fresh array; captured `inputs` are scratch buffers that the
-   * next capturing call overwrites (consume them first).
+   * when given (it must not overlap x) or else a fresh array; `out` null (with capture) skips the output
+   * and the work only it needs, leaving `out` empty. Captured `inputs` are scratch buffers that the next
+   * capturing call overwrites (consume them first).
    */
-  runBlock(i: number, w: Weights, x: Float32Array, seq: number, capture: boolean, out?: Float32Array): Promise<BlockResult>;
+  runBlock(i: number, w: Weights, x: Float32Array, seq: number, capture: boolean, out?: Float32Array | null): Promise<BlockResult>;
   /** The LM head as a linear layer [vocab, width] (input id "head_in"); `tied` when it is the embedding matrix. */
   headLinear(): LinearLayer & { tied: boolean };
   /** What the LM head multiplies: the final norm (and projection) of x [tokens, hidden] → [tokens, width]. */
