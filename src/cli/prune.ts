@@ -69,8 +69,6 @@ function parseLayerSparsity(text: string | undefined, layers: number | undefined
 }
 
 export const pruneCommand: CommandModule<object, Args> = {
-  command: 'prune <model>',
-  describe: 'prune a model one-shot and write a new HF folder',
   builder: (y) =>
     y
       .positional('model', { type: 'string', demandOption: true, describe: 'HF model folder or hub id' })
