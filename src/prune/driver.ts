@@ -246,6 +246,9 @@ async function collectStats(run: Run, b: number, w: Weights, todo: LinearLayer[]
     for (const [id, acc] of stats) await acc.add(inputs[id], inputs[id].length / acc.cols, n);
     statSeconds += (performance.now() - s0) / 1000;
   });
+  const s0 = performance.now();
+  for (const acc of stats.values()) await acc.finish();
+  statSeconds += (performance.now() - s0) / 1000;
   // The block session's memory arena keeps the high-water mark of its activations for the life of the
   // session (~250 MiB at hidden 2048, 1024 tokens a call). Released after each pass, it is not held while
   // the layers are pruned; rebuilding the session costs ~0.2 s a pass at hidden 2048.
@@ -281,6 +284,7 @@ async function pruneHead(run: Run, windows: number): Promise<void> {
       const inp = await arch.headInput(hw, x.subarray(w0 * seq * hidden, (w0 + 1) * seq * hidden));
       await acc.add(inp, seq, 1);
     }
+    await acc.finish();
     stats.set(head.input, acc);
     timings.statistics += (performance.now() - t) / 1000;
   }

@@ -43,6 +43,8 @@ export interface PruneJob extends PruneOptions {
   /** Go on past NaN/Inf in weights or activations (recorded in the report) instead of stopping. */
   allowNonfinite?: boolean;
   onProgress?: (message: string) => void;
+  /** What a structured pass before this one removed (src/structured/job.ts), recorded in the report. */
+  structured?: unknown;
 }
 
 export interface PruneReport {
@@ -68,6 +70,8 @@ export interface PruneReport {
   peakRssBytes: number;
   /** Where NaN/Inf were found (only with allowNonfinite; otherwise the run stops at the first). */
   nonFinite: NonFiniteFault[];
+  /** The structured pass that made the model pruned here (--channels / --heads / --drop-blocks). */
+  structured?: unknown;
 }
 
 export async function runPrune(job: PruneJob): Promise<PruneReport> {
@@ -188,6 +192,7 @@ export async function runPrune(job: PruneJob): Promise<PruneReport> {
         timings: { ...timings, total: (performance.now() - t0) / 1000 },
         peakRssBytes: process.resourceUsage().maxRSS * 1024,
         nonFinite: finite.faults,
+        ...(job.structured !== undefined ? { structured: job.structured } : {}),
       };
       // writeFileAtomic: a failed write (ENOSPC) is a one-line error, and the folder is then removed below.
       writeFileAtomic(join(dir.path, 'shears-report.json'), JSON.stringify(report, null, 2) + '\n');

@@ -27,8 +27,13 @@ export class LayerInput {
   }
 
   async add(x: Float32Array, tokens: number, sequences: number): Promise<void> {
-    this.norms?.add(x, tokens, sequences);
+    await this.norms?.add(x, tokens, sequences);
     await this.gramAcc?.add(x, tokens, sequences);
+  }
+
+  /** After the last add(): statistics that batch their work complete it. */
+  async finish(): Promise<void> {
+    await this.gramAcc?.finish();
   }
 
   /** Wanda's s_j (a fresh array). */
