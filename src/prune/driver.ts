@@ -185,6 +185,7 @@ async function owlBlock(arch: Architecture, src: TensorSource, b: number, x: Flo
     for (const [id, acc] of stats) await acc.add(inputs[id], inputs[id].length / acc.cols, n);
   });
   await releaseBlockSessions();
+  for (const acc of stats.values()) await acc.finish();
   return blockOutlierRatio(all.map((l) => ({ weight: { data: linearView(l, w.get(l.tensor)!), rows: l.rows, cols: l.cols }, colSq: stats.get(l.input)!.columnNorms() })), m);
 }
 
