@@ -6,6 +6,7 @@ import { createBloom } from './bloom.js';
 import { createGpt2 } from './gpt2.js';
 import { createGptNeox } from './gpt-neox.js';
 import { createLlama } from './llama.js';
+import { createMixtral } from './mixtral.js';
 import { createOpt } from './opt.js';
 import type { Architecture, TensorSource } from './types.js';
 
@@ -20,6 +21,7 @@ const FACTORIES: Record<string, Factory> = {
   opt: createOpt,
   gpt_neox: createGptNeox,
   bloom: createBloom,
+  mixtral: createMixtral,
 };
 
 /** The model_type values shears can run. */
