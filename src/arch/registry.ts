@@ -8,6 +8,7 @@ import { createGptNeox } from './gpt-neox.js';
 import { createLlama } from './llama.js';
 import { createMixtral } from './mixtral.js';
 import { createOpt } from './opt.js';
+import { createQwenMoe } from './qwen-moe.js';
 import type { Architecture, TensorSource } from './types.js';
 
 type Factory = (config: Record<string, unknown>, configPath: string, tensors?: Pick<TensorSource, 'has'>) => Architecture;
@@ -22,6 +23,8 @@ const FACTORIES: Record<string, Factory> = {
   gpt_neox: createGptNeox,
   bloom: createBloom,
   mixtral: createMixtral,
+  qwen2_moe: createQwenMoe,
+  qwen3_moe: createQwenMoe,
 };
 
 /** The model_type values shears can run. */

@@ -39,7 +39,8 @@ export interface MoeShape {
   vocab: number;
   tied: boolean;
   sparse: (i: number) => boolean;
-  window?: number;
+  /** HF's sliding window of layer i (mixtral: sliding_window; qwen3_moe: with use_sliding_window; qwen2_moe: layer_types). */
+  window: (i: number) => number | undefined;
   act: string;
 }
 
@@ -71,7 +72,12 @@ export function shapeOf(type: MoeType, cfg: Record<string, unknown>, fused: bool
     vocab: n('vocab_size'),
     tied: (cfg.tie_word_embeddings ?? false) as boolean,
     sparse: type === 'mixtral' ? () => true : (i) => !only.includes(i) && (i + 1) % step === 0,
-    window: type === 'mixtral' ? ((cfg.sliding_window ?? undefined) as number | undefined) : undefined,
+    window: (i) => {
+      const w = (cfg.sliding_window ?? undefined) as number | undefined;
+      if (type === 'mixtral') return w;
+      if (type === 'qwen3_moe') return cfg.use_sliding_window ? w : undefined;
+      return (cfg.layer_types as string[] | undefined)?.[i] === 'sliding_attention' ? w : undefined;
+    },
     act: (cfg.hidden_act ?? 'silu') as string,
   };
 }
@@ -203,7 +209,7 @@ export function refBlock(s: MoeShape, w: (n: string) => Float32Array, i: number,
   }
   rope(q, T, H, D, seq, s.theta);
   rope(k, T, KV, D, seq, s.theta);
-  const oIn = attention(q, k, v, T, seq, H, KV, D, 1 / Math.sqrt(D), s.window);
+  const oIn = attention(q, k, v, T, seq, H, KV, D, 1 / Math.sqrt(D), s.window(i));
   const hMid = add(x, lin(oIn, 'self_attn.o_proj', h, H * D));
   const mlpIn = rmsNorm(hMid, h, w(`${p}post_attention_layernorm.weight`), eps);
   if (!s.sparse(i)) {

@@ -33,6 +33,30 @@ export const MOE_CASES: Case[] = [
     fused: true,
     config: { ...attn, model_type: 'mixtral', architectures: ['MixtralForCausalLM'], head_dim: 16, intermediate_size: 20, num_local_experts: 5, num_experts_per_tok: 3, rms_norm_eps: 1e-5, rope_parameters: { rope_type: 'default', rope_theta: 10000 }, sliding_window: null, dtype: 'bfloat16', tie_word_embeddings: true },
   },
+  {
+    title: 'qwen2_moe (transformers 4): shared expert with its sigmoid gate, q/k/v biases, layer 0 in mlp_only_layers',
+    type: 'qwen2_moe',
+    fused: false,
+    config: { ...attn, model_type: 'qwen2_moe', architectures: ['Qwen2MoeForCausalLM'], intermediate_size: 40, moe_intermediate_size: 12, shared_expert_intermediate_size: 28, num_experts: 6, num_experts_per_tok: 2, norm_topk_prob: false, decoder_sparse_step: 1, mlp_only_layers: [0], rms_norm_eps: 1e-6, rope_theta: 1e6, use_sliding_window: false, sliding_window: 4096, max_window_layers: 21, torch_dtype: 'bfloat16', tie_word_embeddings: false },
+  },
+  {
+    title: 'qwen2_moe (transformers 5): fused experts, decoder_sparse_step 2 (layer 0 dense), norm_topk_prob, qkv_bias false',
+    type: 'qwen2_moe',
+    fused: true,
+    config: { ...attn, model_type: 'qwen2_moe', architectures: ['Qwen2MoeForCausalLM'], intermediate_size: 40, moe_intermediate_size: 12, shared_expert_intermediate_size: 20, num_experts: 5, num_experts_per_tok: 3, norm_topk_prob: true, decoder_sparse_step: 2, qkv_bias: false, rms_norm_eps: 1e-6, rope_parameters: { rope_type: 'default', rope_theta: 10000 }, layer_types: ['full_attention', 'full_attention'], dtype: 'float32', tie_word_embeddings: true },
+  },
+  {
+    title: 'qwen3_moe (transformers 4): q/k RMSNorm, head_dim 16, norm_topk_prob, 8 experts top-2',
+    type: 'qwen3_moe',
+    fused: false,
+    config: { ...attn, model_type: 'qwen3_moe', architectures: ['Qwen3MoeForCausalLM'], head_dim: 16, intermediate_size: 40, moe_intermediate_size: 12, num_experts: 8, num_experts_per_tok: 2, norm_topk_prob: true, decoder_sparse_step: 1, mlp_only_layers: [], attention_bias: false, rms_norm_eps: 1e-6, rope_theta: 1e6, use_sliding_window: false, torch_dtype: 'bfloat16', tie_word_embeddings: false },
+  },
+  {
+    title: 'qwen3_moe (transformers 5): fused experts, top-3 of 6 without renormalisation, sliding window 5',
+    type: 'qwen3_moe',
+    fused: true,
+    config: { ...attn, model_type: 'qwen3_moe', architectures: ['Qwen3MoeForCausalLM'], intermediate_size: 40, moe_intermediate_size: 16, num_experts: 6, num_experts_per_tok: 3, norm_topk_prob: false, rms_norm_eps: 1e-6, rope_parameters: { rope_type: 'default', rope_theta: 10000 }, use_sliding_window: true, sliding_window: 5, dtype: 'float32', tie_word_embeddings: false },
+  },
 ];
 
 function archOf(c: Case, ck: { has(n: string): boolean }) {
@@ -56,6 +80,9 @@ describe.each(MOE_CASES)('$title', (c) => {
       expect(relErr(r.out, e.out), `block ${i} out`).toBeLessThanOrEqual(TOL);
       expect(relErr(r.inputs.attn_in, e.attnIn)).toBeLessThanOrEqual(TOL);
       expect(relErr(r.inputs.o_in, e.oIn)).toBeLessThanOrEqual(TOL);
+      if (e.denseDownIn) expect(relErr(r.inputs.down_in, e.denseDownIn), `block ${i} dense down in`).toBeLessThanOrEqual(TOL);
+      if (e.denseDownIn || e.sharedDownIn) expect(relErr(r.inputs.mlp_in, e.mlpIn), `block ${i} mlp in`).toBeLessThanOrEqual(TOL);
+      if (e.sharedDownIn) expect(relErr(r.inputs.shared_down_in, e.sharedDownIn), `block ${i} shared down in`).toBeLessThanOrEqual(TOL);
       if (e.routed) {
         let total = 0;
         for (let k = 0; k < s.E; k++) {
