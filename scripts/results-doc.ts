@@ -4,7 +4,7 @@
  * shears-report.json / evaluation / export JSON files the manifest points to. No number is computed
  * anywhere else or typed by hand; the discussion's comparisons are computed from the same files.
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import type { PruneReport } from '../src/prune/job.js';
 import { layerPlotSvg } from '../src/report/layer-plot.js';
@@ -523,7 +523,10 @@ export function writeDocs(manifestPath: string, docsDir: string, readme: string 
     writeFileSync(join(docsDir, name), svg);
     files.push(join(docsDir, name));
   }
-  writeFileSync(join(docsDir, 'results.md'), renderResults(L));
+  // The structured-pruning section is rendered by scripts/structured-results.ts: kept across re-renders.
+  const previous = existsSync(join(docsDir, 'results.md')) ? readFileSync(join(docsDir, 'results.md'), 'utf8') : '';
+  const structured = /<!-- structured:start -->[\s\S]*?<!-- structured:end -->/.exec(previous)?.[0];
+  writeFileSync(join(docsDir, 'results.md'), renderResults(L) + (structured ? `\n${structured}\n` : ''));
   files.push(join(docsDir, 'results.md'));
   let readmeUpdated = false;
   if (readme) {

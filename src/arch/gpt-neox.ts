@@ -195,7 +195,7 @@ class GptNeoxArchitecture extends HeadedArchitecture implements Architecture {
     return finishBlock(g, x, out, h, capture, { attn_in: [attnIn, h], o_in: [oIn, h], mlp_in: [mlpIn, h], down_in: [downIn, m] });
   }
 
-  async runBlock(i: number, w: Weights, x: Float32Array, seq: number, capture: boolean, out?: Float32Array): Promise<BlockResult> {
+  async runBlock(i: number, w: Weights, x: Float32Array, seq: number, capture: boolean, out?: Float32Array | null): Promise<BlockResult> {
     const { hiddenSize: h, intermediateSize: m } = this.spec;
     const tokens = tokensOf(x, h, seq);
     const p = this.p(i);

@@ -274,7 +274,9 @@ export class MoeArchitecture extends HeadedArchitecture implements Architecture 
     return finishBlock(g, x, y, h, capture, { down_in: [downIn, m] });
   }
 
-  async runBlock(i: number, w: Weights, x: Float32Array, seq: number, capture: boolean, out?: Float32Array): Promise<BlockResult> {
+  /** `out` null (a statistics pass) is treated as absent: the experts need the block's routing either way. */
+  async runBlock(i: number, w: Weights, x: Float32Array, seq: number, capture: boolean, outOrNull?: Float32Array | null): Promise<BlockResult> {
+    const out = outOrNull ?? undefined;
     const { hiddenSize: h, numHeads: H, headDim: D } = this.spec;
     const o = this.o;
     const tokens = tokensOf(x, h, seq);

@@ -3,6 +3,7 @@
  */
 import { fileError, preview } from '../errors.js';
 import { createBloom } from './bloom.js';
+import { createGemma } from './gemma.js';
 import { createGpt2 } from './gpt2.js';
 import { createGptNeox } from './gpt-neox.js';
 import { createLlama } from './llama.js';
@@ -22,6 +23,9 @@ const FACTORIES: Record<string, Factory> = {
   opt: createOpt,
   gpt_neox: createGptNeox,
   bloom: createBloom,
+  gemma: createGemma,
+  gemma2: createGemma,
+  gemma3_text: createGemma,
   mixtral: createMixtral,
   qwen2_moe: createQwenMoe,
   qwen3_moe: createQwenMoe,

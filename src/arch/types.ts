@@ -7,12 +7,12 @@
  * contiguous runs of `seq` tokens, each attending causally within itself, positions 0..seq-1.
  */
 
-export type Family = 'llama' | 'opt' | 'gpt2' | 'gpt_neox' | 'bloom' | 'moe';
+export type Family = 'llama' | 'opt' | 'gpt2' | 'gpt_neox' | 'bloom' | 'gemma' | 'moe';
 
 /** The parts of config.json that every family shares, normalised. Family-specific fields stay in the adapter. */
 export interface ModelSpec {
   family: Family;
-  /** config.model_type as written (llama, mistral, qwen2, qwen3, opt, gpt2, gpt_neox, bloom). */
+  /** config.model_type as written (llama, mistral, qwen2, qwen3, opt, gpt2, gpt_neox, bloom, gemma, gemma2, gemma3_text). */
   modelType: string;
   hiddenSize: number;
   numLayers: number;
@@ -92,10 +92,11 @@ export interface Architecture {
   embed(w: Weights, ids: Int32Array, seq: number): Promise<Float32Array>;
   /**
    * Runs decoder block i on x [tokens, hidden] made of windows of `seq` tokens. The result's `out` is `out`
-   * when given (it must not overlap x) or else a fresh array; captured `inputs` are scratch buffers that the
-   * next capturing call overwrites (consume them first).
+   * when given (it must not overlap x) or else a fresh array; `out` null (with capture) skips the output
+   * and the work only it needs, leaving `out` empty. Captured `inputs` are scratch buffers that the next
+   * capturing call overwrites (consume them first).
    */
-  runBlock(i: number, w: Weights, x: Float32Array, seq: number, capture: boolean, out?: Float32Array): Promise<BlockResult>;
+  runBlock(i: number, w: Weights, x: Float32Array, seq: number, capture: boolean, out?: Float32Array | null): Promise<BlockResult>;
   /** The LM head as a linear layer [vocab, width] (input id "head_in"); `tied` when it is the embedding matrix. */
   headLinear(): LinearLayer & { tied: boolean };
   /** What the LM head multiplies: the final norm (and projection) of x [tokens, hidden] → [tokens, width]. */

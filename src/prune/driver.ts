@@ -17,6 +17,8 @@ import { globMatcher } from './glob.js';
 import { nmHoldsWithTail } from './pattern-check.js';
 import type { FiniteGuard } from '../run/finite.js';
 import { ShearsError, usageError } from '../errors.js';
+import { refineLayer, type RefineReport } from './refine.js';
+import { DEFAULT_DAMP } from './sparsegpt.js';
 
 export { METHODS, type Method } from './methods.js';
 
@@ -39,6 +41,8 @@ export interface PruneOptions {
   finite?: FiniteGuard;
   /** MoE: a routed expert that receives fewer calibration tokens than this is pruned by magnitude (default 64). */
   minExpertTokens?: number;
+  /** After the method, re-solve each row's kept weights on H by PCG (refine.ts). */
+  refine?: boolean;
 }
 
 /**
@@ -69,6 +73,8 @@ export interface LayerReport {
   routedTokens?: number;
   /** MoE routed expert pruned by the fallback rule (too few routed tokens): the method used instead. */
   fallback?: 'magnitude';
+  /** --refine: PCG steps, residual and the reconstruction error before and after. */
+  refine?: RefineReport;
   seconds: number;
 }
 
@@ -76,6 +82,8 @@ export interface Timings {
   forward: number;
   statistics: number;
   pruning: number;
+  /** --refine's share of `pruning`. */
+  refine?: number;
 }
 
 export interface DriverHooks {
@@ -84,14 +92,15 @@ export interface DriverHooks {
   onProgress?(event: { block: number; blocks: number; stage: string }): void;
 }
 
-export function needsCalibration(method: Method): boolean {
-  return PRUNE_METHODS[method].statistic !== 'none';
+export function needsCalibration(opts: Pick<PruneOptions, 'method' | 'refine'>): boolean {
+  return PRUNE_METHODS[opts.method].statistic !== 'none' || !!opts.refine;
 }
 
-/** A fresh statistic for one layer input, holding what the chosen method reads. */
+/** A fresh statistic for one layer input, holding what the chosen method (and --refine: H, kept readable) reads. */
 function newInput(opts: PruneOptions, cols: number): LayerInput {
   const statistic = PRUNE_METHODS[opts.method].statistic;
-  return new LayerInput(cols, { columnNorms: statistic === 'column-norms', gram: statistic === 'gram', keepGram: false });
+  const refine = !!opts.refine;
+  return new LayerInput(cols, { columnNorms: statistic === 'column-norms', gram: statistic === 'gram' || refine, keepGram: refine });
 }
 
 /** [rows, cols] nn.Linear view of a stored weight (a copy when stored transposed). */
@@ -136,7 +145,7 @@ interface Run {
 }
 
 export async function pruneBlocks(arch: Architecture, src: TensorSource, windows: Windows | undefined, opts: PruneOptions, hooks: DriverHooks): Promise<{ layers: LayerReport[]; timings: Timings }> {
-  const calibrated = needsCalibration(opts.method);
+  const calibrated = needsCalibration(opts);
   if (calibrated && !windows) throw new Error(`${opts.method} needs calibration windows`);
   const run: Run = {
     arch, src, opts, hooks, calibrated,
@@ -194,6 +203,7 @@ async function pruneStage(run: Run, b: number, w: Weights, todo: LinearLayer[]):
   for (const [k, l] of todo.entries()) {
     const t = performance.now();
     const r = await pruneLayer(l, layerData(l, w), stats, spec, opts, run.layers.length, run.calibrated);
+    if (r.refine) timings.refine = (timings.refine ?? 0) + r.refine.seconds;
     // A statistic is dropped after the last layer that reads it (a Gram matrix is cols² floats).
     if (!todo.slice(k + 1).some((m) => m.input === l.input)) stats.delete(l.input);
     opts.finite?.check(`block ${b}: the pruned weights of ${l.tensor}`, layerData(l, w)); // hardening: non-finite
@@ -217,6 +227,9 @@ async function collectStats(run: Run, b: number, w: Weights, todo: LinearLayer[]
     for (const [id, acc] of stats) await acc.add(inputs[id], inputs[id].length / acc.cols, sequences?.[id] ?? n);
     statSeconds += (performance.now() - s0) / 1000;
   });
+  const s0 = performance.now();
+  for (const acc of stats.values()) await acc.finish();
+  statSeconds += (performance.now() - s0) / 1000;
   // The block session's memory arena keeps the high-water mark of its activations for the life of the
   // session (~250 MiB at hidden 2048, 1024 tokens a call). Released after each pass, it is not held while
   // the layers are pruned; rebuilding the session costs ~0.2 s a pass at hidden 2048.
@@ -252,12 +265,14 @@ async function pruneHead(run: Run, windows: number): Promise<void> {
       const inp = await arch.headInput(hw, x.subarray(w0 * seq * hidden, (w0 + 1) * seq * hidden));
       await acc.add(inp, seq, 1);
     }
+    await acc.finish();
     stats.set(head.input, acc);
     timings.statistics += (performance.now() - t) / 1000;
   }
   t = performance.now();
   const weight = hw.get(head.tensor)!;
   const r = await pruneLayer(head, weight, stats, opts.spec, opts, layers.length);
+  if (r.refine) timings.refine = (timings.refine ?? 0) + r.refine.seconds;
   const seconds = (performance.now() - t) / 1000;
   layers.push({ block: L, ...r, seconds });
   timings.pruning += seconds;
@@ -276,9 +291,13 @@ async function pruneLayer(l: LinearLayer, stored: Float32Array, stats: Map<strin
   const routedTokens = l.expert !== undefined && calibrated ? input.tokens : undefined;
   const minTokens = opts.minExpertTokens ?? DEFAULT_MIN_EXPERT_TOKENS;
   const fallback = routedTokens !== undefined && routedTokens < minTokens;
+  // A fallback expert is not refined: its H holds too few tokens to say anything.
+  const dense = opts.refine && !fallback ? Float32Array.from(view) : undefined;
   let r: PruneResult;
+  let refine: RefineReport | undefined;
   try {
     r = fallback ? await PRUNE_METHODS.magnitude.prune(weight, input, spec, opts, index) : await PRUNE_METHODS[opts.method].prune(weight, input, spec, opts, index);
+    if (dense) refine = await refineLayer(weight, dense, input, opts.damp ?? DEFAULT_DAMP);
   } catch (e) {
     if (e instanceof ShearsError) throw new ShearsError(`${l.tensor}: ${e.message}`, e.exitCode);
     throw e;
@@ -288,7 +307,7 @@ async function pruneLayer(l: LinearLayer, stored: Float32Array, stats: Map<strin
     name: l.name, tensor: l.tensor, rows: l.rows, cols: l.cols, skipped: false,
     sparsity: zeroFraction(view),
     nmOk: spec.kind === 'nm' ? nmHoldsWithTail(view, l.rows, l.cols, spec.n, spec.m) : undefined,
-    loss: r.loss, damp: r.damp, retries: r.retries,
+    loss: r.loss, damp: r.damp, retries: r.retries, refine,
     notes: fallback ? [...(r.notes ?? []), `expert received ${routedTokens} calibration tokens (fewer than ${minTokens}): pruned by magnitude`] : r.notes,
     ...(routedTokens !== undefined ? { routedTokens } : {}),
     ...(fallback ? { fallback: 'magnitude' as const } : {}),

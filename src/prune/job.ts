@@ -22,6 +22,7 @@ import { checkWindowArgs, readWindowsFile, sampleWindows, type Windows } from '.
 import { loadTokenizer } from '../tokenize/tokenizer.js';
 import { needsCalibration, pruneBlocks, type LayerReport, type PruneOptions, type Timings } from './driver.js';
 import { describeSpec } from './spec.js';
+import { REFINE_SETTINGS } from './refine.js';
 import { SHEARS_VERSION } from '../version.js';
 import { FiniteGuard, guardedSource, type NonFiniteFault } from '../run/finite.js';
 
@@ -41,6 +42,8 @@ export interface PruneJob extends PruneOptions {
   /** Go on past NaN/Inf in weights or activations (recorded in the report) instead of stopping. */
   allowNonfinite?: boolean;
   onProgress?: (message: string) => void;
+  /** What a structured pass before this one removed (src/structured/job.ts), recorded in the report. */
+  structured?: unknown;
 }
 
 export interface PruneReport {
@@ -51,7 +54,7 @@ export interface PruneReport {
   method: string;
   pattern: string;
   calibration: { source: string; nsamples: number; seqlen: number; seed: number } | null;
-  options: { blocksize?: number; damp?: number; trueSequential: boolean; skip: string[] };
+  options: { blocksize?: number; damp?: number; trueSequential: boolean; skip: string[]; refine?: typeof REFINE_SETTINGS };
   layers: LayerReport[];
   /** Zeros over all prunable (non-skipped) linear weights. */
   sparsity: number;
@@ -64,6 +67,8 @@ export interface PruneReport {
   peakRssBytes: number;
   /** Where NaN/Inf were found (only with allowNonfinite; otherwise the run stops at the first). */
   nonFinite: NonFiniteFault[];
+  /** The structured pass that made the model pruned here (--channels / --heads / --drop-blocks). */
+  structured?: unknown;
 }
 
 export async function runPrune(job: PruneJob): Promise<PruneReport> {
@@ -74,7 +79,7 @@ export async function runPrune(job: PruneJob): Promise<PruneReport> {
   const finite = new FiniteGuard(job.allowNonfinite ?? false);
   const src = guardedSource(checkpointSource, finite, (n) => ckpt.info(n).file);
   try {
-    const calibrated = needsCalibration(job.method);
+    const calibrated = needsCalibration(job);
     const seqlen = job.seqlen ?? Math.min(2048, arch.spec.maxPositions);
     checkWindowArgs(job.nsamples, seqlen, arch.spec.maxPositions);
     if (job.spec.kind === 'nm' && job.method === 'sparsegpt' && (job.blocksize ?? 128) % job.spec.m !== 0) {
@@ -168,7 +173,7 @@ export async function runPrune(job: PruneJob): Promise<PruneReport> {
         method: job.method,
         pattern,
         calibration: windows ? { source: calibSource, nsamples: windows.count, seqlen: windows.seqlen, seed: job.seed ?? 0 } : null,
-        options: { blocksize: job.blocksize, damp: job.damp, trueSequential: job.trueSequential ?? false, skip: job.skip ?? [] },
+        options: { blocksize: job.blocksize, damp: job.damp, trueSequential: job.trueSequential ?? false, skip: job.skip ?? [], ...(job.refine ? { refine: REFINE_SETTINGS } : {}) },
         layers,
         sparsity: total ? zeros / total : 0,
         nmOk: job.spec.kind === 'nm' ? pruned.every((l) => l.nmOk) : undefined,
@@ -178,6 +183,7 @@ export async function runPrune(job: PruneJob): Promise<PruneReport> {
         timings: { ...timings, total: (performance.now() - t0) / 1000 },
         peakRssBytes: process.resourceUsage().maxRSS * 1024,
         nonFinite: finite.faults,
+        ...(job.structured !== undefined ? { structured: job.structured } : {}),
       };
       // writeFileAtomic: a failed write (ENOSPC) is a one-line error, and the folder is then removed below.
       writeFileAtomic(join(dir.path, 'shears-report.json'), JSON.stringify(report, null, 2) + '\n');

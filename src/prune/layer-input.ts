@@ -29,13 +29,18 @@ export class LayerInput {
 
   async add(x: Float32Array, tokens: number, sequences: number): Promise<void> {
     this.tokenCount += tokens;
-    this.norms?.add(x, tokens, sequences);
+    await this.norms?.add(x, tokens, sequences);
     await this.gramAcc?.add(x, tokens, sequences);
   }
 
   /** Calibration tokens added (rows of x). */
   get tokens(): number {
     return this.tokenCount;
+  }
+
+  /** After the last add(): statistics that batch their work complete it. */
+  async finish(): Promise<void> {
+    await this.gramAcc?.finish();
   }
 
   /** Wanda's s_j (a fresh array). */

@@ -3,8 +3,13 @@ import type { PruneReport } from '../prune/job.js';
 import type { EvalResult } from '../eval/evaluate.js';
 import { table } from './format.js';
 
+function sumErr(r: PruneReport, key: 'errorBefore' | 'errorAfter'): number {
+  return r.layers.reduce((s, l) => s + (l.refine?.[key] ?? 0), 0);
+}
+
 export function formatPruneSummary(r: PruneReport, evals?: { dense: EvalResult; pruned: EvalResult }): string {
-  const rows = [['layer', 'shape', 'sparsity', ...(r.pattern.includes(':') ? ['N:M'] : []), 'loss', 'damp', 'time s']];
+  const refined = r.layers.some((l) => l.refine);
+  const rows = [['layer', 'shape', 'sparsity', ...(r.pattern.includes(':') ? ['N:M'] : []), 'loss', 'damp', ...(refined ? ['refine error', 'PCG steps'] : []), 'time s']];
   for (const l of r.layers) {
     rows.push([
       `${l.block}.${l.name}${l.skipped ? ' (skipped)' : ''}`,
@@ -13,6 +18,7 @@ export function formatPruneSummary(r: PruneReport, evals?: { dense: EvalResult; 
       ...(r.pattern.includes(':') ? [l.nmOk === undefined ? '-' : l.nmOk ? 'ok' : 'NO'] : []),
       l.loss === undefined ? '-' : l.loss.toPrecision(4),
       l.damp === undefined ? '-' : `${l.damp}${l.retries ? ` (${l.retries} retries)` : ''}`,
+      ...(refined ? (l.refine ? [`${l.refine.errorBefore.toPrecision(4)} -> ${l.refine.errorAfter.toPrecision(4)}`, `${l.refine.iterations}`] : ['-', '-']) : []),
       l.seconds.toFixed(2),
     ]);
   }
@@ -20,6 +26,7 @@ export function formatPruneSummary(r: PruneReport, evals?: { dense: EvalResult; 
     table(rows),
     `method ${r.method}, pattern ${r.pattern}, realised sparsity of pruned layers ${(100 * r.sparsity).toFixed(2)}%` +
       (r.nmOk === undefined ? '' : `, N:M ${r.nmOk ? 'holds in every layer' : 'VIOLATED'}`),
+    ...(r.options.refine ? [`refine: PCG on each row's kept weights, at most ${r.options.refine.iterations} steps, tolerance ${r.options.refine.tolerance}; layer error ‖(W−Ŵ)X‖² summed ${sumErr(r, 'errorBefore').toPrecision(4)} -> ${sumErr(r, 'errorAfter').toPrecision(4)}${r.timings.refine !== undefined ? ` in ${r.timings.refine.toFixed(1)} s` : ''}`] : []),
     r.calibration ? `calibration ${r.calibration.source}: ${r.calibration.nsamples} x ${r.calibration.seqlen} tokens, seed ${r.calibration.seed}` : 'calibration: none',
     `time ${r.timings.total.toFixed(1)} s (forward ${r.timings.forward.toFixed(1)}, statistics ${r.timings.statistics.toFixed(1)}, pruning ${r.timings.pruning.toFixed(1)}), peak RSS ${(r.peakRssBytes / 2 ** 20).toFixed(0)} MiB`,
     `wrote ${r.out} as ${r.format}${r.wbits ? ` with ${r.wbits}-bit weights` : ''}` +

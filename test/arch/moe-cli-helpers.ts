@@ -77,3 +77,69 @@ export function expectedRouted(s: MoeShape, dense: (n: string) => Float32Array, 
   }
   return counts;
 }
+
+export interface ReportLayer {
+  block: number;
+  name: string;
+  tensor: string;
+  routedTokens?: number;
+  fallback?: string;
+  notes?: string[];
+}
+
+/**
+ * One pruned output against its source: same names, dtypes and shapes; the pattern of `run` ("wanda-50",
+ * "sparsegpt-24", ...) on every prunable matrix; every other tensor (routers, shared-expert gate, norms,
+ * embeddings, head) byte-identical; each expert's reported routed tokens equal to the reference router's
+ * count, and the magnitude fallback exactly below `minTokens`. Returns the expected counts.
+ */
+export function checkMoeOutput(
+  s: MoeShape,
+  src: { tensorNames(): string[]; readFloat32(n: string): Float32Array; readBytes(n: string): Uint8Array; info(n: string): { dtype: string; shape: number[] } },
+  out: { tensorNames(): string[]; readFloat32(n: string): Float32Array; readBytes(n: string): Uint8Array; info(n: string): { dtype: string; shape: number[] } },
+  report: { layers: ReportLayer[] },
+  run: string,
+  ids: Int32Array,
+  seq: number,
+  minTokens: number,
+): number[][] {
+  expect(out.tensorNames()).toEqual(src.tensorNames());
+  const counts = expectedRouted(s, (n) => src.readFloat32(n), (n) => out.readFloat32(n), ids, seq);
+  const touched = new Set<string>();
+  for (let b = 0; b < s.layers; b++) {
+    for (const v of prunables(s, (n) => out.readFloat32(n), b)) {
+      if (v.expert === undefined) touched.add(v.tensor);
+      checkPattern(v, run, v.expert !== undefined && counts[b][v.expert] < minTokens);
+    }
+    const layers = report.layers.filter((l) => l.block === b && /experts\.\d+\./.test(l.name));
+    expect(layers.length).toBe(s.sparse(b) ? 3 * s.E : 0);
+    for (const l of layers) {
+      const e = Number(/experts\.(\d+)\./.exec(l.name)![1]);
+      expect(l.routedTokens, `${l.name} routed tokens`).toBe(counts[b][e]);
+      expect(l.fallback === 'magnitude', `${l.name} fallback`).toBe(counts[b][e] < minTokens);
+      if (l.fallback) expect(l.notes?.join(' ')).toContain(`received ${counts[b][e]} calibration tokens`);
+    }
+    if (s.sparse(b)) expect(counts[b].reduce((a, c) => a + c, 0)).toBe(ids.length * s.K);
+  }
+  for (const t of src.tensorNames()) {
+    expect(out.info(t).dtype, t).toBe(src.info(t).dtype);
+    expect(out.info(t).shape, t).toEqual(src.info(t).shape);
+    if (touched.has(t) || t.includes('.experts.')) continue;
+    expect(Buffer.from(out.readBytes(t)).equals(Buffer.from(src.readBytes(t))), `${t} untouched`).toBe(true);
+  }
+  return counts;
+}
+
+/** Perplexity of the reference logits [T, vocab] over next tokens within windows of `seq`. */
+export function refPerplexity(logits: F64, stream: Int32Array, seq: number, vocab: number): number {
+  let nll = 0;
+  let n = 0;
+  for (let t = 0; t < stream.length; t++) {
+    if ((t + 1) % seq === 0) continue; // the last token of a window has no target inside it
+    const row = logits.subarray(t * vocab, (t + 1) * vocab);
+    const max = Math.max(...row);
+    nll += max + Math.log(row.reduce((a, v) => a + Math.exp(v - max), 0)) - row[stream[t + 1]];
+    n++;
+  }
+  return Math.exp(nll / n);
+}

@@ -1,0 +1,413 @@
+/**
+ * ALPS (Meng, Behdin, Wang & Mazumder 2024; reference mazumder-lab/ALPS alps.py, ALPS_prune.ALPS_admm):
+ * the layer's reconstruction error ‖W X − Ŵ X‖² is minimised under the sparsity constraint by ADMM, then
+ * the kept weights are re-solved on the final mask by conjugate gradients. Only H = (2/N) Σ XᵀX (stats.ts)
+ * is read; its scale does not matter (the damping is relative and H is normalised).
+ *
+ * Steps, as in the reference (defaults: ALPS_DEFAULTS):
+ *  1. Hd = H + damp · mean(diag H) · I (damp 0.01, shears' --damp); s_j = sqrt(Hd_jj) + 1e-8;
+ *     Hn = S⁻¹ Hd S⁻¹ (unit diagonal). Variables are the scaled weights B = W S, so Hn is also CG's
+ *     Jacobi preconditioning: the reference's identity M in scaled variables.
+ *  2. Y = B₀ Hn (B₀ the dense scaled weights). ADMM on ½ Σ_r (b_r − b₀_r)ᵀ Hn (b_r − b₀_r) with the split
+ *     B = D, D sparse, penalty ρ (from 0.1):
+ *        B ← (Y − V + ρ D)(Hn + ρ I)⁻¹;   D ← P((V + ρ B)/ρ);   V ← V + ρ (B − D)
+ *     P keeps the largest |entries|: unstructured over the whole matrix (the reference's topk over the
+ *     flattened layer, not per row: round((1 − p) · rows · cols) kept), N:M the N smallest |entries| of
+ *     every group of M consecutive columns of each output row pruned. D starts at P(B₀), V at 0.
+ *  3. Every 3 iterations the support change c (entries whose pruned/kept state differs from 3 iterations
+ *     before) sets ρ, with k = the kept count (unstructured) or the pruned count (N:M), as the reference:
+ *     c/k > 0.1: ρ ×1.3; c/k > 0.005: ρ ×1.2; c ≥ 1: ρ ×1.1 once ρ has been raised, else ρ /5 and a restart
+ *     from B₀, P(B₀), V = 0; c = 0: stop once ρ has been raised, else ρ /5. ρ ≤ 1e6; (Hn + ρ I)⁻¹ is
+ *     recomputed; from iteration 30 on, c/k < 0.0003 stops. At most 300 iterations.
+ *  4. The final mask is P(B); the kept entries of each row solve Hn_SS b_S = y_S by conjugate gradients
+ *     from P(B): at most 10 iterations, relative tolerance 1e-4; Ŵ = B S⁻¹.
+ *
+ * Deliberate differences from the reference:
+ *  - (Hn + ρ I)⁻¹ comes from a float64 Cholesky factorisation and inverse (engine, invertSpd) at each ρ
+ *    instead of one float64 eigendecomposition Q diag(1/(λ + ρ)) Qᵀ: the engine has no eigensolver, and
+ *    both cost O(n³) per ρ (the reference's Q·diag·Qᵀ product is n³ too). The inverse is the same matrix,
+ *    rounded to float32 for the ADMM products as in the reference.
+ *  - CG stops when every row's residual on its kept entries is ≤ 1e-4 · ‖y_r‖. The reference tests the
+ *    residual over all entries, which does not vanish off the mask, so it always runs its 10 iterations.
+ *  - The reference also evaluates the objective every 3 iterations only to print it; we do not.
+ *  - Ties in P are taken in index order (torch.topk leaves them unspecified); the support is the mask we
+ *    chose, not `entry == 0` (a kept weight that is exactly 0 stays in the support). N:M tails: a last
+ *    group of t < M columns loses min(N, t) (nm.ts); the reference requires cols % M == 0.
+ *  - The reported loss is ½ Σ_r (w_r − ŵ_r)ᵀ H (w_r − ŵ_r), comparable to SparseGPT's; the reference
+ *    returns the error relative to ½ Σ_r w_rᵀ Hd w_r (in the notes).
+ *
+ * Precision: as in the reference, the ADMM and CG products run in float32 (engine gemm) and the inverse is
+ * formed in float64; CG's inner products, step sizes and iterate are float64 here.
+ *
+ * Cost and memory: one (rows × n) × (n × n) product per ADMM iteration, one float64 inverse per ρ change
+ * (every 3 iterations), one product per CG iteration. Besides H, a layer holds Hn (float32, shared by the
+ * layers reading the input), the float64 inverse being formed with its factorisation scratch and its
+ * float32 copy, ≈ 24 n² bytes, and about ten rows × n arrays.
+ */
+import { ShearsError, usageError } from '../errors.js';
+import { invertSpd, matmul, NotPositiveDefiniteError, releaseScratch } from '../engine/linalg.js';
+import { type PruneResult, type SparsitySpec, type Weight, checkSpec, checkWeight, countZeros, tailNote } from './spec.js';
+import { kthSmallest } from './select.js';
+import { markLowestInGroup } from './nm.js';
+import type { PruneMethod } from './method.js';
+
+/** The reference's defaults (ALPS_admm's arguments, llama.py/opt.py call it with rho = 0.1, and cg_batch's). */
+export const ALPS_DEFAULTS = {
+  damp: 0.01,
+  rho: 0.1,
+  maxIter: 300,
+  updateIter: 3,
+  switchIter: 30,
+  rhoMax: 1e6,
+  cgIter: 10,
+  cgTol: 1e-4,
+} as const;
+
+export interface AlpsOptions {
+  /** Relative damping of H (fraction of mean(diag H)); shears' --damp, reference 0.01. */
+  damp?: number;
+  /** Initial ADMM penalty (0.1). */
+  rho?: number;
+  /** ADMM iteration limit (300). */
+  maxIter?: number;
+  /** CG iteration limit on the final mask (10); 0 skips the refinement. */
+  cgIter?: number;
+}
+
+export const alps: PruneMethod = {
+  statistic: 'gram',
+  async prune(w, input, spec, opts) {
+    const damp = opts.damp ?? ALPS_DEFAULTS.damp;
+    const gram = await input.shared(`alps.normalized:${damp}`, async () => normalizeGram(input.gram(), input.cols, damp));
+    return alpsPrune(w, gram, spec, { damp });
+  },
+};
+
+/** Step 1 for one input's H: the damped, unit-diagonal Hn and the scales s. Shared by the layers reading the input. */
+export interface NormalizedGram {
+  readonly n: number;
+  /** Hn [n, n] float32. */
+  readonly hn: Float32Array;
+  /** s_j = sqrt(Hd_jj) + 1e-8. */
+  readonly scale: Float64Array;
+  /** The absolute damping added to H's diagonal (damp · mean(diag H)). */
+  readonly added: number;
+  readonly damp: number;
+}
+
+export function normalizeGram(h: Float32Array | Float64Array, n: number, damp: number = ALPS_DEFAULTS.damp): NormalizedGram {
+  if (!(Number.isFinite(damp) && damp >= 0)) throw usageError(`--damp must be a non-negative number (got ${damp})`);
+  if (h.length !== n * n) throw new RangeError(`ALPS Hessian has ${h.length} values, not ${n}x${n}`);
+  let diagSum = 0;
+  for (let j = 0; j < n; j++) diagSum += h[j * n + j];
+  const added = n > 0 ? (damp * diagSum) / n : 0;
+  const scale = new Float64Array(n);
+  for (let j = 0; j < n; j++) scale[j] = Math.sqrt(h[j * n + j] + added) + 1e-8;
+  const hn = new Float32Array(n * n);
+  for (let i = 0; i < n; i++) {
+    const o = i * n;
+    const si = scale[i];
+    for (let j = 0; j < n; j++) hn[o + j] = (h[o + j] + (i === j ? added : 0)) / (si * scale[j]);
+  }
+  return { n, hn, scale, added, damp };
+}
+
+/**
+ * Prunes w in place. `h` is the layer input's H (normalised here) or its NormalizedGram (then opts.damp
+ * is ignored: the one it was made with holds).
+ */
+export async function alpsPrune(w: Weight, h: Float32Array | Float64Array | NormalizedGram, spec: SparsitySpec, opts: AlpsOptions = {}): Promise<PruneResult> {
+  checkWeight(w);
+  checkSpec(spec);
+  const { rows, cols: n } = w;
+  const total = rows * n;
+  const gram = 'hn' in h ? h : normalizeGram(h, n, opts.damp ?? ALPS_DEFAULTS.damp);
+  if (gram.n !== n) throw new RangeError(`ALPS Hessian is ${gram.n}x${gram.n}, the weight has ${n} columns`);
+  if (total === 0) return { pruned: 0, total, loss: 0, damp: gram.damp };
+  const maxIter = opts.maxIter ?? ALPS_DEFAULTS.maxIter;
+  const cgIter = opts.cgIter ?? ALPS_DEFAULTS.cgIter;
+  const { hn, scale } = gram;
+
+  // B₀ = W S and Y = B₀ Hn, [rows, n] (the reference's Bᵀ and YtX: row r is output r).
+  const b0 = new Float32Array(total);
+  for (let r = 0; r < rows; r++) for (let j = 0; j < n; j++) b0[r * n + j] = w.data[r * n + j] * scale[j];
+  const y = await matmul(b0, [rows, n], hn, [n, n]);
+
+  const proj = new Projector(spec, rows, n);
+  const admm = await runAdmm(b0, y, hn, n, rows, proj, opts.rho ?? ALPS_DEFAULTS.rho, maxIter);
+  const b = admm.b;
+  const mask = proj.project(b, b); // the final support: P(B), in place
+
+  const cg = cgIter > 0 ? await conjugateGradients(b, y, hn, mask, rows, n, cgIter, ALPS_DEFAULTS.cgTol) : { iterations: 0, converged: false };
+
+  // Loss ½ Σ δbᵀ Hn δb − ½ added Σ δw² = ½ Σ δwᵀ H δw, and the reference's relative error.
+  const delta = new Float32Array(total);
+  for (let k = 0; k < total; k++) delta[k] = b[k] - b0[k];
+  const hd = await matmul(delta, [rows, n], hn, [n, n]);
+  let quad = 0, base = 0, dw2 = 0;
+  for (let r = 0; r < rows; r++) {
+    for (let j = 0; j < n; j++) {
+      const k = r * n + j;
+      quad += delta[k] * hd[k];
+      base += b0[k] * y[k];
+      const dw = delta[k] / scale[j];
+      dw2 += dw * dw;
+    }
+  }
+
+  for (let r = 0; r < rows; r++) {
+    for (let j = 0; j < n; j++) {
+      const k = r * n + j;
+      w.data[k] = mask[k] ? 0 : b[k] / scale[j];
+    }
+  }
+  const notes = [
+    `ALPS: ${admm.iterations} ADMM iterations (final rho ${+admm.rho.toPrecision(4)}${admm.restarts ? `, ${admm.restarts} restart(s)` : ''}), ` +
+      `${cg.iterations} CG iterations${cg.converged ? ' (converged)' : ''}, relative error ${+(quad / (base || 1)).toPrecision(4)}`,
+    ...tailNote(n, spec),
+  ];
+  return { pruned: countZeros(w.data), total, loss: Math.max(0, (quad - gram.added * dw2) / 2), damp: gram.damp, notes };
+}
+
+/**
+ * P: the mask (1 = prune) of a [rows, n] matrix from its squared entries, and the projection itself.
+ * Unstructured: the `prune` smallest squares over the whole matrix, ties in index order. The threshold is
+ * selected among the entries near the previous iteration's (it moves little between ADMM iterations):
+ * one pass counts the entries below a window around it and gathers those inside, and only those are
+ * selected from; when the window misses, it widens, then the whole matrix is selected from. Same answer,
+ * a third of the passes of a full selection.
+ */
+class Projector {
+  readonly mask: Uint8Array;
+  /** The reference's k_spar: kept entries (unstructured) or pruned entries (N:M); the support-change scale. */
+  readonly k: number;
+  private readonly prune: number;
+  private readonly scores: Float32Array;
+  private readonly scratch: Float32Array;
+  private readonly ties: Int32Array;
+  private hint = NaN;
+
+  constructor(private readonly spec: SparsitySpec, private readonly rows: number, private readonly n: number) {
+    const total = rows * n;
+    this.mask = new Uint8Array(total);
+    this.scores = new Float32Array(total);
+    if (spec.kind === 'unstructured') {
+      const kept = roundHalfEven((1 - spec.sparsity) * total);
+      this.prune = total - kept;
+      this.k = kept;
+      this.scratch = new Float32Array(total);
+      this.ties = new Int32Array(total);
+    } else {
+      this.prune = 0;
+      this.k = (total * spec.n) / spec.m;
+      this.scratch = new Float32Array(0);
+      this.ties = new Int32Array(0);
+    }
+  }
+
+  /** dst = P(src) (dst may be src); returns this.mask, which now marks the pruned entries. */
+  project(src: Float32Array, dst: Float32Array): Uint8Array {
+    const { mask, scores, spec, rows, n } = this;
+    const total = src.length;
+    for (let k = 0; k < total; k++) scores[k] = src[k] * src[k];
+    if (spec.kind === 'unstructured') {
+      const prune = this.prune;
+      if (prune === 0) mask.fill(0);
+      else {
+        const t = this.threshold(prune - 1);
+        // Below the threshold: pruned; equal to it: pruned in index order until `prune` are.
+        const ties = this.ties;
+        let below = 0, equal = 0;
+        for (let k = 0; k < total; k++) {
+          const v = scores[k];
+          if (v < t) {
+            mask[k] = 1;
+            below++;
+          } else {
+            mask[k] = 0;
+            if (v === t) ties[equal++] = k;
+          }
+        }
+        for (let i = 0; i < prune - below && i < equal; i++) mask[ties[i]] = 1;
+        // NaN stood in as +Infinity (torch sorts NaN last): fill what is left in index order.
+        if (t === Infinity) for (let k = 0, left = prune - below - equal; k < total && left > 0; k++) if (scores[k] !== scores[k]) (mask[k] = 1), left--;
+      }
+    } else {
+      mask.fill(0);
+      for (let r = 0; r < rows; r++) for (let g = 0; g < n; g += spec.m) markLowestInGroup(scores, r * n + g, Math.min(spec.m, n - g), spec.n, mask);
+    }
+    for (let k = 0; k < total; k++) dst[k] = mask[k] ? 0 : src[k];
+    return mask;
+  }
+
+  /** The value at index `at` of the sorted scores (NaN as +Infinity). */
+  private threshold(at: number): number {
+    const { scores, scratch } = this;
+    const total = scores.length;
+    for (let delta = 1 / 16; this.hint > 0 && Number.isFinite(this.hint) && delta < 1; delta *= 4) {
+      const lo = this.hint * (1 - delta), hi = this.hint * (1 + delta);
+      let below = 0, inside = 0;
+      for (let k = 0; k < total; k++) {
+        const v = scores[k];
+        if (v < lo) below++;
+        else if (v <= hi) scratch[inside++] = v;
+      }
+      if (below <= at && at < below + inside) return (this.hint = kthSmallest(scratch.subarray(0, inside), at - below));
+    }
+    for (let k = 0; k < total; k++) {
+      const v = scores[k];
+      scratch[k] = v !== v ? Infinity : v;
+    }
+    return (this.hint = kthSmallest(scratch, at));
+  }
+}
+
+/** numpy's round (half to even), which the reference applies to the kept count. */
+function roundHalfEven(x: number): number {
+  const f = Math.floor(x);
+  const d = x - f;
+  if (d > 0.5) return f + 1;
+  if (d < 0.5) return f;
+  return f % 2 === 0 ? f : f + 1;
+}
+
+/** (Hn + ρ I)⁻¹ in float64 through the engine, rounded into `out` (float32). */
+async function shiftedInverse(hn: Float32Array, n: number, rho: number, work: Float64Array, out: Float32Array): Promise<void> {
+  for (let k = 0; k < hn.length; k++) work[k] = hn[k];
+  for (let j = 0; j < n; j++) work[j * n + j] += rho;
+  try {
+    await invertSpd(work, n, { out: work });
+  } catch (e) {
+    if (!(e instanceof NotPositiveDefiniteError)) throw e;
+    throw new ShearsError(`ALPS: the ${n}x${n} Hessian plus rho ${rho} is not positive definite; more calibration data or a larger --damp may help`);
+  }
+  for (let k = 0; k < hn.length; k++) out[k] = work[k];
+}
+
+interface AdmmResult {
+  /** The last B iterate (not yet projected). */
+  b: Float32Array;
+  iterations: number;
+  rho: number;
+  restarts: number;
+}
+
+/** Steps 2–3. */
+async function runAdmm(b0: Float32Array, y: Float32Array, hn: Float32Array, n: number, rows: number, proj: Projector, rho0: number, maxIter: number): Promise<AdmmResult> {
+  const total = rows * n;
+  const { updateIter, switchIter, rhoMax } = ALPS_DEFAULTS;
+  const work = new Float64Array(n * n);
+  const inv = new Float32Array(n * n);
+  let rho = rho0;
+  await shiftedInverse(hn, n, rho, work, inv);
+
+  const b = Float32Array.from(b0);
+  const v = new Float32Array(total);
+  const r = new Float32Array(total);
+  const d = new Float32Array(total);
+  proj.project(b0, d);
+  const dInit = Float32Array.from(d);
+  const prevMask = Uint8Array.from(proj.mask);
+  let raised = false;
+  let restarts = 0;
+  let it = 0;
+  try {
+    while (it < maxIter) {
+      for (let k = 0; k < total; k++) r[k] = y[k] - v[k] + rho * d[k];
+      await matmul(r, [rows, n], inv, [n, n], { out: b });
+      for (let k = 0; k < total; k++) r[k] = (v[k] + rho * b[k]) / rho;
+      const mask = proj.project(r, d);
+      for (let k = 0; k < total; k++) v[k] += rho * (b[k] - d[k]);
+      it++;
+      if (it % updateIter !== 0) continue;
+
+      let change = 0;
+      for (let k = 0; k < total; k++) if (mask[k] !== prevMask[k]) change++;
+      const ratio = change / proj.k;
+      if (ratio > 0.1) {
+        raised = true;
+        rho *= 1.3;
+      } else if (ratio > 0.005) {
+        raised = true;
+        rho *= 1.2;
+      } else if (change > 0) {
+        if (raised) rho *= 1.1;
+        else {
+          rho /= 5;
+          b.set(b0);
+          d.set(dInit);
+          v.fill(0);
+          restarts++;
+        }
+      } else if (raised) {
+        break;
+      } else {
+        rho /= 5;
+      }
+      prevMask.set(mask);
+      rho = Math.min(rho, rhoMax);
+      if (it >= maxIter) break;
+      await shiftedInverse(hn, n, rho, work, inv);
+      if (it - 1 >= switchIter && ratio < 0.0003) break;
+    }
+  } finally {
+    releaseScratch();
+  }
+  return { b, iterations: it, rho, restarts };
+}
+
+/**
+ * Step 4: per row r, minimise ½ bᵀ Hn b − yᵀ b over the entries kept by `mask`, from b (in place), by
+ * conjugate gradients on all rows at once (one [rows, n] × Hn product per iteration).
+ */
+async function conjugateGradients(b: Float32Array, y: Float32Array, hn: Float32Array, mask: Uint8Array, rows: number, n: number, maxIter: number, tol: number): Promise<{ iterations: number; converged: boolean }> {
+  const total = rows * n;
+  const x = Float64Array.from(b);
+  const res = new Float64Array(total);
+  const p = new Float32Array(total);
+  const ap = await matmul(b, [rows, n], hn, [n, n]);
+  const rz = new Float64Array(rows);
+  const stop = new Float64Array(rows);
+  for (let r = 0; r < rows; r++) {
+    let s = 0, yn = 0;
+    for (let j = 0; j < n; j++) {
+      const k = r * n + j;
+      const e = mask[k] ? 0 : y[k] - ap[k];
+      res[k] = e;
+      p[k] = e;
+      s += e * e;
+      yn += y[k] * y[k];
+    }
+    rz[r] = s;
+    stop[r] = tol * tol * yn;
+  }
+  let iterations = 0;
+  let converged = rz.every((s, r) => s <= stop[r]);
+  while (!converged && iterations < maxIter) {
+    await matmul(p, [rows, n], hn, [n, n], { out: ap });
+    iterations++;
+    converged = true;
+    for (let r = 0; r < rows; r++) {
+      const o = r * n;
+      let pap = 0;
+      for (let j = 0; j < n; j++) pap += p[o + j] * ap[o + j];
+      if (rz[r] === 0 || !(pap > 0)) continue; // this row is solved (or its direction is degenerate)
+      const alpha = rz[r] / pap;
+      let s = 0;
+      for (let j = 0; j < n; j++) {
+        const k = o + j;
+        if (mask[k]) continue;
+        x[k] += alpha * p[k];
+        const e = res[k] - alpha * ap[k];
+        res[k] = e;
+        s += e * e;
+      }
+      const beta = s / rz[r];
+      rz[r] = s;
+      for (let j = 0; j < n; j++) p[o + j] = mask[o + j] ? 0 : res[o + j] + beta * p[o + j];
+      if (s > stop[r]) converged = false;
+    }
+  }
+  for (let k = 0; k < total; k++) b[k] = mask[k] ? 0 : x[k];
+  return { iterations, converged };
+}

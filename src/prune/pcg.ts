@@ -1,0 +1,228 @@
+/**
+ * Preconditioned conjugate gradients on the layer reconstruction objective with a fixed mask, batched over
+ * the rows of a weight (ALPS, Meng et al. 2024; reference mazumder-lab/ALPS alps.py, cg_batch and its call).
+ *
+ * For each output row r with kept set S (the support), solve
+ *     (H + λI)_SS x_S = ((H + λI) w0_r)_S
+ * i.e. minimise the damped reconstruction error E_λ(x) = (w0 − x)ᵀ(H + λI)(w0 − x) over weights that are
+ * zero off S, starting from the method's pruned row x0. H = (2/N) Σ XᵀX (stats.ts), w0 the dense row.
+ *
+ * As in the reference: CG starts at the pruned weights (so the error can only fall from the method's),
+ * the ridge λ is damp · mean(diag H) (reference 0.01), at most `iterations` steps (reference maxiter = 10)
+ * and a relative tolerance (reference rtol = 1e-4). The reference runs plain CG on H scaled to unit
+ * diagonal (D^-½ H D^-½ with D = diag(H + λI)); that is exactly CG with the Jacobi preconditioner D⁻¹ on
+ * H, which is what we run. Deliberate differences: a row stops when its own masked residual
+ * ‖r_S‖ ≤ tol·‖b_S‖ (the reference tests the unmasked residual A·x − b, which never vanishes off the
+ * support, so it always runs maxiter steps); inputs that were never active (H_jj = 0) are left out of
+ * the support, since their weight does not change the output.
+ *
+ * What falls monotonically: CG minimises the error ‖x − x*‖ in the (H + λI)_SS norm over a growing
+ * Krylov space, which is E_λ(x) up to a constant and equals the residual's norm in (H + λI)_SS⁻¹; the
+ * Euclidean residual norm usually, not always, falls too. Both are in the trace.
+ *
+ * Precision: the one heavy product per step, P·H for a chunk of rows, runs through the engine in H's
+ * dtype (float32 H like the reference's; pass a Float64Array for float64 products). Iterates, residuals,
+ * search directions and every reduction are float64. Rows are processed in chunks of about
+ * CHUNK_ELEMENTS values, so the scratch is a few float64 copies of a chunk, not of the weight.
+ */
+import { gemmInto, serial } from '../engine/gemm.js';
+
+export interface PcgOptions {
+  /** Most CG steps per row (reference 10). */
+  iterations?: number;
+  /** A row stops once ‖r_S‖ ≤ tolerance · ‖b_S‖ (reference 1e-4). */
+  tolerance?: number;
+  /** Absolute ridge λ added to H's diagonal. */
+  ridge?: number;
+  /** 1 = this weight may change; defaults to x0 ≠ 0 (the mask a method left). Never-active inputs are excluded. */
+  support?: Uint8Array;
+  /** Record the totals after each step (costs nothing heavy). */
+  trace?: boolean;
+}
+
+export interface PcgResult {
+  /** Steps run (the most any row took). */
+  iterations: number;
+  /** Rows that met the tolerance. */
+  converged: number;
+  /** Largest relative residual ‖r_S‖/‖b_S‖ over the rows at the end. */
+  residual: number;
+  /** Σ_rows (w0 − x)ᵀ H (w0 − x), undamped, before and after. */
+  errorBefore: number;
+  errorAfter: number;
+  /** With `trace`: entry 0 is the start, entry k after step k (rows that stopped keep their last values). */
+  trace?: { dampedError: number[]; residual: number[] };
+}
+
+export const PCG_ITERATIONS = 10;
+export const PCG_TOLERANCE = 1e-4;
+/** Rows per chunk are chosen so that one chunk holds about this many values. */
+const CHUNK_ELEMENTS = 1 << 20;
+
+/**
+ * Re-solves `x` (rows × n, row-major, in place; float32 like the weights) on its support, towards the dense
+ * rows `w0` (rows × n), for h = H (n × n, symmetric). Returns the step count, residual and errors.
+ */
+export async function pcgRefine(h: Float32Array | Float64Array, n: number, w0: Float32Array, x: Float32Array, rows: number, opts: PcgOptions = {}): Promise<PcgResult> {
+  if (h.length !== n * n) throw new RangeError(`pcg: H has ${h.length} values, not ${n}x${n}`);
+  if (w0.length !== rows * n || x.length !== rows * n) throw new RangeError(`pcg: weights must be ${rows}x${n}`);
+  if (opts.support && opts.support.length !== rows * n) throw new RangeError(`pcg: support must be ${rows}x${n}`);
+  const iterations = opts.iterations ?? PCG_ITERATIONS;
+  const tolerance = opts.tolerance ?? PCG_TOLERANCE;
+  const ridge = opts.ridge ?? 0;
+  const dg = new Float64Array(n);
+  for (let j = 0; j < n; j++) dg[j] = h[j * n + j] + ridge;
+  const live = new Uint8Array(n);
+  for (let j = 0; j < n; j++) live[j] = h[j * n + j] > 0 ? 1 : 0;
+
+  const result: PcgResult = { iterations: 0, converged: 0, residual: 0, errorBefore: 0, errorAfter: 0 };
+  const chunk = Math.max(1, Math.min(rows, Math.floor(CHUNK_ELEMENTS / Math.max(1, n))));
+  const traces: { dampedError: Float64Array; residual2: Float64Array; bNorm2: number }[] = [];
+  for (let r0 = 0; r0 < rows; r0 += chunk) {
+    const cr = Math.min(chunk, rows - r0);
+    const t = await solveChunk(h, n, dg, live, w0.subarray(r0 * n, (r0 + cr) * n), x.subarray(r0 * n, (r0 + cr) * n), cr,
+      opts.support?.subarray(r0 * n, (r0 + cr) * n), iterations, tolerance, ridge, result, !!opts.trace);
+    if (t) traces.push(t);
+  }
+  if (opts.trace) {
+    const dampedError: number[] = [], residual: number[] = [];
+    const bNorm2 = traces.reduce((s, t) => s + t.bNorm2, 0);
+    for (let k = 0; k <= iterations; k++) {
+      dampedError.push(traces.reduce((s, t) => s + t.dampedError[k], 0));
+      residual.push(Math.sqrt(traces.reduce((s, t) => s + t.residual2[k], 0) / (bNorm2 || 1)));
+    }
+    result.trace = { dampedError, residual };
+  }
+  return result;
+}
+
+async function solveChunk(
+  h: Float32Array | Float64Array, n: number, dg: Float64Array, live: Uint8Array,
+  w0: Float32Array, x32: Float32Array, cr: number, support: Uint8Array | undefined,
+  iterations: number, tolerance: number, ridge: number, result: PcgResult, trace: boolean,
+) {
+  const size = cr * n;
+  const mask = new Uint8Array(size);
+  for (let i = 0; i < size; i++) mask[i] = (support ? support[i] : x32[i] !== 0) && live[i % n] ? 1 : 0;
+  const x = Float64Array.from(x32);
+  const prod = h instanceof Float32Array ? new Float32Array(size) : new Float64Array(size); // a gemm operand
+  const q = h instanceof Float32Array ? new Float32Array(size) : new Float64Array(size);
+  const multiply = async (src: ArrayLike<number>) => {
+    for (let i = 0; i < size; i++) prod[i] = src[i];
+    await serial(() => gemmInto(q, prod, [cr, n], h, [n, n]));
+  };
+
+  // b = (H + λI) w0; g = b − (H + λI) x, the full residual (its masked part drives CG).
+  const b = new Float64Array(size);
+  await multiply(w0);
+  for (let i = 0; i < size; i++) b[i] = q[i] + ridge * w0[i];
+  const g = new Float64Array(size);
+  await multiply(x);
+  for (let i = 0; i < size; i++) g[i] = b[i] - q[i] - ridge * x[i];
+
+  // Per row: w0ᵀ(H + λI)w0 (E_λ's constant), ‖b_S‖, rᵀz, and whether the row is still running.
+  const c0 = new Float64Array(cr), bNorm = new Float64Array(cr), rz = new Float64Array(cr);
+  const active = new Uint8Array(cr);
+  const p = new Float64Array(size);
+  for (let r = 0; r < cr; r++) {
+    let c = 0, bb = 0, s = 0;
+    for (let i = r * n; i < (r + 1) * n; i++) {
+      c += w0[i] * b[i];
+      if (!mask[i]) continue;
+      bb += b[i] * b[i];
+      p[i] = g[i] / dg[i % n];
+      s += g[i] * p[i];
+    }
+    c0[r] = c;
+    bNorm[r] = Math.sqrt(bb);
+    rz[r] = s;
+    active[r] = 1;
+  }
+  // E_λ(x) = c0 − xᵀ(b + g) since xᵀ(H + λI)x = xᵀ(b − g); ‖r_S‖ from the masked g.
+  const dampedError = (r: number) => {
+    let e = c0[r];
+    for (let i = r * n; i < (r + 1) * n; i++) e -= x[i] * (b[i] + g[i]);
+    return e;
+  };
+  const residual2 = (r: number) => {
+    let s = 0;
+    for (let i = r * n; i < (r + 1) * n; i++) if (mask[i]) s += g[i] * g[i];
+    return s;
+  };
+  const stopIfDone = (r: number, res2: number) => {
+    if (!active[r] || Math.sqrt(res2) > tolerance * bNorm[r]) return;
+    active[r] = 0;
+    p.fill(0, r * n, (r + 1) * n);
+  };
+  const undamped = () => {
+    let e = 0;
+    for (let r = 0; r < cr; r++) {
+      let d2 = 0;
+      for (let i = r * n; i < (r + 1) * n; i++) d2 += (w0[i] - x[i]) ** 2;
+      e += dampedError(r) - ridge * d2;
+    }
+    return e;
+  };
+
+  const tr = trace ? { dampedError: new Float64Array(iterations + 1), residual2: new Float64Array(iterations + 1), bNorm2: 0 } : undefined;
+  const record = (k: number) => {
+    if (!tr) return;
+    for (let r = 0; r < cr; r++) {
+      tr.dampedError[k] += dampedError(r);
+      tr.residual2[k] += residual2(r);
+    }
+  };
+  if (tr) for (let r = 0; r < cr; r++) tr.bNorm2 += bNorm[r] * bNorm[r];
+  result.errorBefore += undamped();
+  record(0);
+  for (let r = 0; r < cr; r++) stopIfDone(r, residual2(r));
+
+  let k = 0;
+  while (k < iterations && active.some((a) => a)) {
+    k++;
+    await multiply(p); // q = H·p per row (H symmetric)
+    for (let r = 0; r < cr; r++) {
+      if (!active[r]) continue;
+      const o = r * n;
+      let pq = 0;
+      for (let i = o; i < o + n; i++) {
+        if (!mask[i]) continue;
+        pq += p[i] * (q[i] + ridge * p[i]);
+      }
+      if (!(pq > 0)) {
+        // Breakdown (p in H's null space, or underflow): nothing left to gain along p.
+        active[r] = 0;
+        continue;
+      }
+      const alpha = rz[r] / pq;
+      let s = 0;
+      for (let i = o; i < o + n; i++) {
+        if (!mask[i]) continue;
+        x[i] += alpha * p[i];
+        g[i] -= alpha * (q[i] + ridge * p[i]);
+      }
+      // Off the support g changes too (E_λ reads the full g); p is zero there, so only H·p contributes.
+      for (let i = o; i < o + n; i++) if (!mask[i]) g[i] -= alpha * q[i];
+      for (let i = o; i < o + n; i++) if (mask[i]) s += (g[i] * g[i]) / dg[i % n];
+      const beta = s / rz[r];
+      rz[r] = s;
+      for (let i = o; i < o + n; i++) if (mask[i]) p[i] = g[i] / dg[i % n] + beta * p[i];
+      stopIfDone(r, residual2(r));
+    }
+    record(k);
+  }
+  if (tr) for (let j = k + 1; j <= iterations; j++) {
+    tr.dampedError[j] = tr.dampedError[k];
+    tr.residual2[j] = tr.residual2[k];
+  }
+
+  result.iterations = Math.max(result.iterations, k);
+  result.errorAfter += undamped();
+  for (let r = 0; r < cr; r++) {
+    const rel = bNorm[r] > 0 ? Math.sqrt(residual2(r)) / bNorm[r] : 0;
+    if (rel <= tolerance) result.converged++;
+    result.residual = Math.max(result.residual, rel);
+  }
+  for (let i = 0; i < size; i++) if (mask[i]) x32[i] = x[i];
+  return tr;
+}
