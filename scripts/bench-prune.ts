@@ -1,10 +1,10 @@
 /**
- * `shears prune` on a synthetic ~100M-parameter Llama (scripts/synthetic-model.ts defaults), Wanda and
- * SparseGPT at 50 %, and a projection of the same run to a 7B Llama from measured per-block costs. Entries
- * like wanda+refine run the method with --refine (or --owl): their refine time is printed beside
+ * `shears prune` on a synthetic ~100M-parameter Llama (scripts/synthetic-model.ts defaults), Wanda,
+ * SparseGPT and ALPS at 50 % (ALPS's time as a multiple of SparseGPT's: target ≤ 3×), and a projection of the same run to a 7B Llama from measured per-block costs.
+ * Entries like wanda+refine run the method with --refine (or --owl): their refine time is printed beside
  * SparseGPT's pruning time, and they are not projected.
  *
- *   npx tsx scripts/bench-prune.ts [--nsamples 128] [--seqlen 512] [--methods wanda,sparsegpt,wanda+refine]
+ *   npx tsx scripts/bench-prune.ts [--nsamples 128] [--seqlen 512] [--methods wanda,sparsegpt,alps,wanda+refine]
  *        [--model DIR] [--no-sweep] [--json out/bench-prune.json]
  *
  * 1. Each method runs as `node bin/shears.js prune … --json` in a child process: wall time per stage from
@@ -33,7 +33,7 @@ const args = process.argv.slice(2);
 const nsamples = Number(option('--nsamples') ?? 128);
 const seqlen = Number(option('--seqlen') ?? 512);
 // "wanda+refine", "sparsegpt+owl": the method with those options (reported, not projected to 7B).
-const methods = (option('--methods') ?? 'wanda,sparsegpt,wanda+refine').split(',');
+const methods = (option('--methods') ?? 'wanda,sparsegpt,alps,wanda+refine').split(',');
 const jsonPath = option('--json') ?? 'out/bench-prune.json';
 const givenModel = option('--model');
 const sweep = !args.includes('--no-sweep');
@@ -208,6 +208,14 @@ async function main(): Promise<Record<string, unknown>> {
     if (report.timings.refine !== undefined && sgPruning !== undefined) console.log(`${method}: refine ${fixed(report.timings.refine, 1)} s beside SparseGPT's pruning ${fixed(sgPruning, 1)} s (${fixed(report.timings.refine / sgPruning, 2)}x)`);
   }
 
+  // ALPS against SparseGPT, same model, calibration and machine (the target is ≤ 3× SparseGPT's time).
+  let alpsVsSparsegpt: { pruning: number; total: number } | undefined;
+  if (runs.alps && runs.sparsegpt) {
+    const a = runs.alps.report.timings, g = runs.sparsegpt.report.timings;
+    alpsVsSparsegpt = { pruning: a.pruning / g.pruning, total: a.total / g.total };
+    console.log(`alps / sparsegpt: pruning ${fixed(alpsVsSparsegpt.pruning, 2)}×, whole run ${fixed(alpsVsSparsegpt.total, 2)}× (target ≤ 3×)`);
+  }
+
   // 2. Per-layer SparseGPT and Gram speeds at several widths.
   const layerTimings: LayerTiming[] = [];
   const grams: Awaited<ReturnType<typeof timeGram>>[] = [];
@@ -239,6 +247,7 @@ async function main(): Promise<Record<string, unknown>> {
         layerSeconds: byLayerName(r.report),
       }]),
     ),
+    alpsVsSparsegpt,
     sparsegptLayers: layerTimings,
     gram: grams,
     projection,
@@ -271,6 +280,7 @@ function project(
     'statistics (SparseGPT): Σ over the 4 linear inputs of tokens × cols², at the Gram speed measured here at 4096 columns (the 11008-wide down_proj input assumed as fast per FLOP); (Wanda): the JS column-norm loop, scaled by tokens × Σ cols',
     'pruning (SparseGPT): per layer, Cholesky of the damped H⁻¹ (float64, ∝ cols³, fitted on the widths measured; run once per layer, also for q/k/v sharing one H) + the rest ∝ rows·cols·(β + γ·cols) (in-block JS loops ∝ rows·cols·blocksize, lazy updates ∝ rows·cols²), both least-squares fits to the one-layer timings',
     '(Wanda): per-layer time from the run ∝ rows·cols',
+    'statistics (ALPS): as SparseGPT; pruning (ALPS): the run\'s time per Σ rows·cols² (its ADMM and PCG products), with as many iterations as here',
     'no reading/writing of weights beyond what the 100M run did per parameter; 2 cores as here, idle (the measured runs were not)',
   ];
   const fwdFlopsMeasured = 2 * L * blockFlops(shape, tokens, seqlen);
@@ -299,14 +309,17 @@ function project(
     let statistics: number;
     let pruning: number;
     let note: string | undefined;
-    if (method === 'sparsegpt') {
+    if (method === 'sparsegpt' || method === 'alps') {
       const fromRun = t.statistics / (L * tokens * inputWidths(shape).reduce((a, c) => a + c * c, 0));
       const targetWork = TARGET.layers * tTokens * inputWidths(target).reduce((a, c) => a + c * c, 0);
       statistics = targetWork * (gram4096 ?? fromRun);
       // The run's own rate (narrow 768-column inputs, no symmetric half-product, the run's load) as a bound.
-      table.sparsegptStatisticsFromRun = { seconds: targetWork * fromRun };
-      if (gram4096 !== undefined) note = `  (SparseGPT statistics at the measured run's own Gram rate instead: ${hours(targetWork * fromRun)})`;
-      pruning = TARGET.layers * linears(target).reduce((a, l) => a + sgptLayerSeconds(l.rows, l.cols), 0);
+      if (method === 'sparsegpt') table.sparsegptStatisticsFromRun = { seconds: targetWork * fromRun };
+      if (method === 'sparsegpt' && gram4096 !== undefined) note = `  (SparseGPT statistics at the measured run's own Gram rate instead: ${hours(targetWork * fromRun)})`;
+      const products = (s: BlockShape) => linears(s).reduce((a, l) => a + l.rows * l.cols * l.cols, 0);
+      pruning = method === 'alps'
+        ? (t.pruning / (L * products(shape))) * TARGET.layers * products(target)
+        : TARGET.layers * linears(target).reduce((a, l) => a + sgptLayerSeconds(l.rows, l.cols), 0);
     } else {
       const widthSum = (s: BlockShape) => inputWidths(s).reduce((a, c) => a + c, 0);
       statistics = (t.statistics / (L * tokens * widthSum(shape))) * TARGET.layers * tTokens * widthSum(target);

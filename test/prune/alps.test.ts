@@ -100,7 +100,8 @@ describe('ALPS matches a float64 transcription of the reference', () => {
       const e = reconstructionError(w0, w, h, rows, cols);
       const eRef = reconstructionError(w0, ref, h, rows, cols);
       expect(Math.abs(e - eRef)).toBeLessThanOrEqual(0.02 * eRef);
-      expect(res.loss! * 2).toBeCloseTo(e, 2);
+      // The reported loss is pcg.ts's float32-product measure of the same error.
+      expect(Math.abs(res.loss! * 2 - e)).toBeLessThanOrEqual(1e-3 * e);
     });
   }
 });
