@@ -71,7 +71,7 @@ export abstract class DecoderArchitecture extends HeadedArchitecture implements 
     return this.localTensors(this.layout(i)).map(([n]) => `${p}${n}`);
   }
 
-  async runBlock(i: number, w: Weights, x: Float32Array, seq: number, capture: boolean, out?: Float32Array): Promise<BlockResult> {
+  async runBlock(i: number, w: Weights, x: Float32Array, seq: number, capture: boolean, out?: Float32Array | null): Promise<BlockResult> {
     const h = this.spec.hiddenSize;
     const tokens = tokensOf(x, h, seq);
     const p = this.p(i);

@@ -26,13 +26,19 @@ export function layerNorm(g: GraphBuilder, x: string, gain: string, bias: string
 /**
  * RMSNorm over the last axis as HF computes it in float32: x / sqrt(mean(x²) + eps) · gain.
  * x [..., n], gain [n] → [..., n]. Written as Pow → ReduceMean → Add → Sqrt → Div → Mul, the pattern
- * onnxruntime fuses into one SimplifiedLayerNormalization kernel.
+ * onnxruntime fuses into one SimplifiedLayerNormalization kernel. `unitOffset`: the gain is 1 + w
+ * (Gemma's RMSNorm, whose weights are stored as offsets from 1), added in float32 as HF does.
  */
-export function rmsNorm(g: GraphBuilder, x: string, gain: string, eps: number): string {
+export function rmsNorm(g: GraphBuilder, x: string, gain: string, eps: number, unitOffset = false): string {
   const sq = g.op('Pow', [x, g.scalar(2)]);
   const mean = g.op('ReduceMean', [sq], { axes: [-1], keepdims: 1 });
   const std = g.op('Sqrt', [g.op('Add', [mean, g.scalar(eps)])]);
-  return g.op('Mul', [g.op('Div', [x, std]), gain]);
+  return g.op('Mul', [g.op('Div', [x, std]), unitOffset ? g.op('Add', [gain, g.scalar(1)]) : gain]);
+}
+
+/** Tanh soft-capping (Gemma 2): cap · tanh(x / cap), any shape; bounds x to (-cap, cap). */
+export function softcap(g: GraphBuilder, x: string, cap: number): string {
+  return g.op('Mul', [g.op('Tanh', [g.op('Div', [x, g.scalar(cap)])]), g.scalar(cap)]);
 }
 
 /** The activation functions of HF's ACT2FN that shears can build. */
@@ -140,6 +146,8 @@ export interface AttentionShape {
    * (ALiBi as HF builds it: slope_h · j; feed `alibiKeyBias`). Absent: the scores get the mask alone.
    */
   keyBias?: string;
+  /** Tanh soft-capping of the scaled scores before the mask (Gemma 2's attn_logit_softcapping); absent: none. */
+  softcap?: number;
 }
 
 /**
@@ -159,7 +167,8 @@ export function causalAttention(g: GraphBuilder, q: string, k: string, v: string
   const v5 = g.op('Unsqueeze', [g.op('Transpose', [v], { perm: [0, 2, 1, 3] }), g.ints([2])]); // [B,KV,1,S,D]
   // A key bias joins the mask first ([KV,rep,S,S], no batch axis), so the scores still take a single Add.
   const bias = a.keyBias ? g.op('Add', [mask, g.op('Reshape', [a.keyBias, g.ints([KV, rep, 1, -1])])]) : mask;
-  const scores = g.op('Add', [g.op('MatMul', [q5, kT]), bias]); // [B,KV,rep,S,S]
+  const raw = g.op('MatMul', [q5, kT]);
+  const scores = g.op('Add', [a.softcap === undefined ? raw : softcap(g, raw, a.softcap), bias]); // [B,KV,rep,S,S]
   const probs = g.op('Softmax', [scores], { axis: -1 });
   const ctx = g.op('Transpose', [g.op('MatMul', [probs, v5])], { perm: [0, 3, 1, 2, 4] }); // [B,S,KV,rep,D]
   return g.op('Reshape', [ctx, g.ints([-1, H * D])]);

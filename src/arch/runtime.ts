@@ -6,6 +6,7 @@ import type ort from 'onnxruntime-node';
 import { ShearsError, usageError } from '../errors.js';
 import { GraphBuilder } from '../engine/graph.js';
 import { releaseSessions, run, session, tensor, type Feeds } from '../engine/session.js';
+import { softcap } from './ops.js';
 import type { BlockResult, LinearLayer, Weights } from './types.js';
 
 /** A weight from `w` as a tensor of shape `dims`, checking that it has that many values. */
@@ -30,6 +31,12 @@ export function tokensOf(x: Float32Array, width: number, seq: number): number {
 /** A block graph as built: its bytes, the name of its output value and of each captured linear input. */
 export interface BuiltBlock {
   bytes: Uint8Array;
+  /**
+   * With capture: the same graph whose only outputs are the captured inputs. The statistics pass discards
+   * the block output, and onnxruntime drops the nodes no output needs: the last projection's product and
+   * the residual add are not computed there.
+   */
+  inputsOnly?: Uint8Array;
   out: string;
   /** Input id → graph value name; empty unless built with capture. */
   captures: Record<string, string>;
@@ -57,7 +64,6 @@ function scratchBuffer(key: string, length: number): Float32Array {
  * input (id → [value, width]); `x` is the graph's input value. Returns the built block.
  */
 export function finishBlock(g: GraphBuilder, x: string, out: string, hidden: number, capture: boolean, inputs: Record<string, readonly [string, number]>): BuiltBlock {
-  g.output(out, 'float32', ['tokens', hidden]);
   const captures: Record<string, string> = {};
   if (capture) {
     for (const [id, [value, width]] of Object.entries(inputs)) {
@@ -65,7 +71,9 @@ export function finishBlock(g: GraphBuilder, x: string, out: string, hidden: num
       captures[id] = g.output(value, 'float32', ['tokens', width], value === x ? `${id}_copy` : undefined);
     }
   }
-  return { bytes: g.toBytes(), out, captures };
+  const inputsOnly = capture ? g.toBytes() : undefined;
+  g.output(out, 'float32', ['tokens', hidden]);
+  return { bytes: g.toBytes(), inputsOnly, out, captures };
 }
 
 export interface BlockCall {
@@ -78,8 +86,12 @@ export interface BlockCall {
   capture: boolean;
   /** Width of each captured input id (cols of the layers it feeds). */
   widths: Record<string, number>;
-  /** Where to write the block output ([tokens, hidden], must not overlap the input); fresh if absent. */
-  out?: Float32Array;
+  /**
+   * Where to write the block output ([tokens, hidden], must not overlap the input); fresh if absent. null:
+   * the output is not wanted (a statistics pass, capture on): the graph without it runs, and `out` of the
+   * result is empty.
+   */
+  out?: Float32Array | null;
 }
 
 /** Session keys of block graphs start with this, so that they can be released together. */
@@ -96,17 +108,20 @@ export function releaseBlockSessions(): Promise<void> {
  * shape, so consume (or copy) them before running the block again.
  */
 export async function runBlockGraph(c: BlockCall): Promise<BlockResult> {
-  const key = `${BLOCK_SESSION}${c.capture ? `${c.key}|capture` : c.key}`;
+  const inputsOnly = c.out === null;
+  if (inputsOnly && !c.capture) throw new Error('a block call that discards its output must capture its inputs');
+  const key = `${BLOCK_SESSION}${c.capture ? `${c.key}|capture${inputsOnly ? '|inputs-only' : ''}` : c.key}`;
   const s = await session(key, () => {
     const b = c.build(c.capture);
     names.set(key, { out: b.out, captures: b.captures });
-    return b.bytes;
+    if (inputsOnly && !b.inputsOnly) throw new Error(`block graph ${key} was built without its inputs-only variant`);
+    return inputsOnly ? b.inputsOnly! : b.bytes;
   });
   const n = names.get(key);
   if (!n) throw new Error(`block graph ${key} has no recorded output names`);
-  const out = c.out ?? new Float32Array(c.tokens * c.hidden);
-  if (out.length !== c.tokens * c.hidden) throw new Error(`block output buffer has ${out.length} values, expected ${c.tokens * c.hidden}`);
-  const into: Feeds = { [n.out]: tensor(out, [c.tokens, c.hidden]) };
+  const out = inputsOnly ? new Float32Array(0) : (c.out ?? new Float32Array(c.tokens * c.hidden));
+  if (!inputsOnly && out.length !== c.tokens * c.hidden) throw new Error(`block output buffer has ${out.length} values, expected ${c.tokens * c.hidden}`);
+  const into: Feeds = inputsOnly ? {} : { [n.out]: tensor(out, [c.tokens, c.hidden]) };
   const inputs: Record<string, Float32Array> = {};
   if (c.capture) {
     for (const [id, value] of Object.entries(n.captures)) {
@@ -135,6 +150,8 @@ export interface HeadGraph {
   final(g: GraphBuilder, x: string): string;
   /** Feeds for the inputs `final` declared. */
   finalFeeds(w: Weights): Feeds;
+  /** Tanh soft-capping of the logits, cap · tanh(logits / cap) (Gemma 2's final_logit_softcapping); absent: none. */
+  logitCap?: number;
 }
 
 /** Logit values per LM-head call: [rows, vocab] float32 near 256 MiB (vocab can be 128k). */
@@ -157,7 +174,8 @@ function headSession(h: HeadGraph, kind: 'logits' | 'nll'): Promise<ort.Inferenc
     const g = new GraphBuilder(`${h.key}-${kind}`);
     const x = g.input('x', 'float32', ['n', h.hidden]);
     const head = g.input('head_w', 'float32', [h.vocab, width]);
-    const logits = g.op('Gemm', [h.final(g, x), head], { transB: 1 });
+    const raw = g.op('Gemm', [h.final(g, x), head], { transB: 1 });
+    const logits = h.logitCap === undefined ? raw : softcap(g, raw, h.logitCap);
     if (kind === 'logits') {
       g.output(logits, 'float32', ['n', h.vocab], 'logits');
     } else {

@@ -7,12 +7,12 @@
  * contiguous runs of `seq` tokens, each attending causally within itself, positions 0..seq-1.
  */
 
-export type Family = 'llama' | 'opt' | 'gpt2' | 'gpt_neox' | 'bloom';
+export type Family = 'llama' | 'opt' | 'gpt2' | 'gpt_neox' | 'bloom' | 'gemma' | 'moe';
 
 /** The parts of config.json that every family shares, normalised. Family-specific fields stay in the adapter. */
 export interface ModelSpec {
   family: Family;
-  /** config.model_type as written (llama, mistral, qwen2, qwen3, opt, gpt2, gpt_neox, bloom). */
+  /** config.model_type as written (llama, mistral, qwen2, qwen3, opt, gpt2, gpt_neox, bloom, gemma, gemma2, gemma3_text). */
   modelType: string;
   hiddenSize: number;
   numLayers: number;
@@ -57,6 +57,13 @@ export interface LinearLayer {
   input: string;
   /** True-sequential order: layers of stage s are pruned after re-running the block with stages < s pruned. */
   stage: number;
+  /**
+   * Part of a fused 3-D tensor (MoE experts stored [experts, out, in]): this layer is the rows·cols values
+   * starting at element `offset` of the stored tensor, whose shape is `storedShape`. Absent: the whole tensor.
+   */
+  part?: { offset: number; storedShape: number[] };
+  /** A routed MoE expert's index: its input statistic holds only the calibration tokens routed to it. */
+  expert?: number;
 }
 
 export interface BlockResult {
@@ -64,6 +71,11 @@ export interface BlockResult {
   out: Float32Array;
   /** When capture was requested: each linear input by id, [tokens, cols of the layers it feeds]. */
   inputs: Record<string, Float32Array>;
+  /**
+   * Sequences (windows) that contributed rows to a captured input, by id, when not every window of the call
+   * did (MoE experts see only their routed tokens); absent ids count every window of the call.
+   */
+  sequences?: Record<string, number>;
 }
 
 export interface Architecture {
@@ -80,10 +92,11 @@ export interface Architecture {
   embed(w: Weights, ids: Int32Array, seq: number): Promise<Float32Array>;
   /**
    * Runs decoder block i on x [tokens, hidden] made of windows of `seq` tokens. The result's `out` is `out`
-   * when given (it must not overlap x) or else a fresh array; captured `inputs` are scratch buffers that the
-   * next capturing call overwrites (consume them first).
+   * when given (it must not overlap x) or else a fresh array; `out` null (with capture) skips the output
+   * and the work only it needs, leaving `out` empty. Captured `inputs` are scratch buffers that the next
+   * capturing call overwrites (consume them first).
    */
-  runBlock(i: number, w: Weights, x: Float32Array, seq: number, capture: boolean, out?: Float32Array): Promise<BlockResult>;
+  runBlock(i: number, w: Weights, x: Float32Array, seq: number, capture: boolean, out?: Float32Array | null): Promise<BlockResult>;
   /** The LM head as a linear layer [vocab, width] (input id "head_in"); `tied` when it is the embedding matrix. */
   headLinear(): LinearLayer & { tied: boolean };
   /** What the LM head multiplies: the final norm (and projection) of x [tokens, hidden] → [tokens, width]. */

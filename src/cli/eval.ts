@@ -13,8 +13,6 @@ interface Args {
 }
 
 export const evalCommand: CommandModule<object, Args> = {
-  command: 'eval <model>',
-  describe: 'measure perplexity of a model (local HF folder or hub id)',
   builder: (y) =>
     y
       .positional('model', { type: 'string', demandOption: true, describe: 'HF model folder or hub id' })

@@ -24,8 +24,6 @@ export function formatExport(r: ExportReport): string {
 }
 
 export const exportCommand: CommandModule<object, Args> = {
-  command: 'export <model>',
-  describe: 'convert a model between weight formats (dense, sparse-bitmask, sparse-24-bitmask), losslessly',
   builder: (y) =>
     y
       .positional('model', { type: 'string', demandOption: true, describe: 'model folder, or HuggingFace Hub id owner/name' })

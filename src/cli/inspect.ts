@@ -11,8 +11,6 @@ interface InspectArgs {
 }
 
 export const inspectCommand: CommandModule<object, InspectArgs> = {
-  command: 'inspect <model>',
-  describe: 'show a checkpoint: type, parameters, dtypes, size on disk, per-tensor sparsity and 2:4 / 4:8 patterns',
   builder: (y) =>
     y
       .positional('model', { type: 'string', demandOption: true, describe: 'model folder, or HuggingFace Hub id owner/name' })

@@ -1,10 +1,8 @@
 /** The `shears` command line: one thin module per command; every user error is a one-line message. */
-import yargs from 'yargs';
-import { hideBin } from 'yargs/helpers';
 import { constants } from 'node:os';
 import { ShearsError } from '../errors.js';
 import { removeTemporaries } from '../io/atomic.js';
-import { commands } from './commands.js';
+import { cliParser } from './parser.js';
 
 /**
  * SIGINT/SIGTERM/SIGHUP: remove the temporary files and folders being built (outputs appear only by a
@@ -26,31 +24,10 @@ for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
 }
 
 async function main(argv: string[]): Promise<void> {
-  let cli = yargs(argv)
-    .scriptName('shears')
-    .strict()
-    .demandCommand(1, 'name a command: ' + commands.map((c) => String(c.command).split(' ')[0]).join(', '))
-    .recommendCommands()
-    .help()
-    .version(false)
-    .fail((msg, err) => {
-      throw err ?? new ShearsError(msg, 2);
-    })
-    // yargs turns a repeated option into an array, which a single-valued option would then misread
-    // (`--method wanda --method magnitude` reached the driver as a list): refuse it as a usage error.
-    .middleware((argv) => {
-      const lists = new Set<string>((cli as unknown as { getOptions(): { array: string[] } }).getOptions().array);
-      for (const [key, value] of Object.entries(argv)) {
-        if (key !== '_' && Array.isArray(value) && !lists.has(key) && !/[A-Z]/.test(key)) {
-          throw new ShearsError(`--${key} was given ${value.length} times; give it once`, 2);
-        }
-      }
-    }, true);
-  for (const c of commands) cli = cli.command(c);
-  await cli.parseAsync();
+  await (await cliParser(argv)).parseAsync();
 }
 
-main(hideBin(process.argv)).catch((err: unknown) => {
+main(process.argv.slice(2)).catch((err: unknown) => {
   // On a terminal, clear a progress line ("block 3/24 ...") so that the error stands on its own line.
   if (process.stderr.isTTY) process.stderr.write('\r\x1b[K');
   if (err instanceof ShearsError) {

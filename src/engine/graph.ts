@@ -100,12 +100,25 @@ export class GraphBuilder {
     return outputs;
   }
 
-  /** Serialises to an ONNX ModelProto. */
+  /**
+   * Serialises to an ONNX ModelProto, keeping only the nodes (and constants) that some output needs:
+   * onnxruntime does not remove dead nodes itself, and a graph built for several outputs may be serialised
+   * with fewer of them (a block graph without its output still computed the last projection).
+   */
   toBytes(): Uint8Array {
+    const live = new Set(this.outputs.map((o) => o.name));
+    const nodes: Node[] = [];
+    for (let k = this.nodes.length - 1; k >= 0; k--) {
+      const n = this.nodes[k];
+      if (!n.outputs.some((o) => live.has(o))) continue;
+      nodes.push(n);
+      for (const i of n.inputs) live.add(i);
+    }
+    nodes.reverse();
     const g = new ProtoWriter();
-    for (const n of this.nodes) g.message(1, encodeNode(n));
+    for (const n of nodes) g.message(1, encodeNode(n));
     g.string(2, this.name);
-    for (const c of this.consts) g.message(5, encodeTensor(c.name, c.t));
+    for (const c of this.consts) if (live.has(c.name)) g.message(5, encodeTensor(c.name, c.t));
     for (const i of this.inputs) g.message(11, encodeValueInfo(i));
     for (const o of this.outputs) g.message(12, encodeValueInfo(o));
 

@@ -7,7 +7,9 @@
  * (cholesky.ts) works in float64; see the precision note there.
  */
 import { OUT_CHUNK_BYTES, gemmInto, serial, type Shape2 } from './gemm.js';
+import { GraphBuilder } from './graph.js';
 import { scratch32 } from './scratch.js';
+import { run, session, tensor } from './session.js';
 
 export { NotPositiveDefiniteError, cholesky, choleskyInverseUpper, invertSpd, type FactorOptions } from './cholesky.js';
 export { releaseScratch } from './scratch.js';
@@ -141,4 +143,25 @@ async function gramBySymmetry(h: Float32Array, n: number, x: Float32Array, rows:
   } finally {
     scratch32.release(mark);
   }
+}
+
+/**
+ * sums[j] += Σ_t x[t, j]² for x [rows, n]: one onnxruntime ReduceSumSquare over the rows (float32 sums of
+ * the float32 squares, as torch computes Wanda's ‖X_j‖²), each run's [n] result added into the float64
+ * `sums`. Wanda's statistic without a JS loop over tokens × features.
+ */
+export function addColumnSquares(sums: Float64Array, x: Float32Array, rows: number): Promise<void> {
+  const n = sums.length;
+  if (x.length !== rows * n) throw new RangeError(`addColumnSquares: x has ${x.length} elements, expected ${rows}×${n}`);
+  if (rows === 0) return Promise.resolve();
+  return serial(async () => {
+    const s = await session('linalg.column-squares', () => {
+      const g = new GraphBuilder('column_squares');
+      g.output(g.op('ReduceSumSquare', [g.input('x', 'float32', ['rows', 'n'])], { axes: [0], keepdims: 0 }, 'y'), 'float32', ['n']);
+      return g.toBytes();
+    });
+    const y = new Float32Array(n);
+    await run(s, { x: tensor(x, [rows, n]) }, { y: tensor(y, [n]) });
+    for (let j = 0; j < n; j++) sums[j] += y[j];
+  });
 }

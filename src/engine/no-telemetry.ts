@@ -7,6 +7,7 @@
  * 'onnxruntime-node': session.ts, the only module that loads it, imports this one first (ES modules run
  * their imports in the order written). Setting process.env also sets the C environment the library reads.
  */
-process.env.ORT_DISABLE_TELEMETRY ??= '1';
+// An empty value counts as unset (onnxruntime would treat it as "telemetry on").
+if (!process.env.ORT_DISABLE_TELEMETRY) process.env.ORT_DISABLE_TELEMETRY = '1';
 
 export {};

@@ -12,8 +12,11 @@ export function loadWeights(src: TensorSource, names: string[]): Weights {
   return w;
 }
 
-/** Captured linear inputs of one micro-batch, by input id, [tokens, width]; `windows` sequences. */
-export type InputsHook = (inputs: Record<string, Float32Array>, windows: number) => Promise<void> | void;
+/**
+ * Captured linear inputs of one micro-batch, by input id, [tokens, width]; `windows` sequences, or
+ * `sequences[id]` for an input that only some windows fed (MoE experts).
+ */
+export type InputsHook = (inputs: Record<string, Float32Array>, windows: number, sequences?: Record<string, number>) => Promise<void> | void;
 
 /**
  * Bytes of attention scores ([windows, heads, seq, seq] float32) per call. ORT materialises the scores about
@@ -53,18 +56,20 @@ export async function runBlockOver(
   const hidden = arch.spec.hiddenSize;
   const windows = x.length / (seq * hidden);
   const per = windowsPerCall(arch, seq);
-  // In place or discarded, each micro-batch goes through one call-sized buffer reused across calls: a
-  // fresh output per call (or an x-sized scratch per pass) would be fresh pages every time.
-  const staging = out === null || out === x ? new Float32Array(Math.min(per, windows) * seq * hidden) : undefined;
+  // A discarded output with capture is not computed at all (the graph without it skips the last projection).
+  const discard = out === null && onInputs !== undefined;
+  // In place (or discarded without capture), each micro-batch goes through one call-sized buffer reused
+  // across calls: a fresh output per call (or an x-sized scratch per pass) would be fresh pages every time.
+  const staging = !discard && (out === null || out === x) ? new Float32Array(Math.min(per, windows) * seq * hidden) : undefined;
   for (let start = 0; start < windows; start += per) {
     const n = Math.min(per, windows - start);
     const from = start * seq * hidden;
     const to = from + n * seq * hidden;
     // Writing straight into `out` is allowed only when it does not alias the input.
-    const target = staging ? staging.subarray(0, to - from) : out!.subarray(from, to);
+    const target = discard ? null : staging ? staging.subarray(0, to - from) : out!.subarray(from, to);
     const r = await arch.runBlock(i, w, x.subarray(from, to), seq, onInputs !== undefined, target);
-    if (onInputs) await onInputs(r.inputs, n);
-    if (out !== null && staging) out.set(target, from);
+    if (onInputs) await onInputs(r.inputs, n, r.sequences);
+    if (out !== null && staging && target) out.set(target, from);
   }
 }
 

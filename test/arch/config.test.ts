@@ -26,7 +26,7 @@ function failure(f: () => unknown): ShearsError {
 
 describe('registry', () => {
   it('dispatches every supported model_type to its family', () => {
-    expect([...SUPPORTED_MODEL_TYPES].sort()).toEqual(['bloom', 'gpt2', 'gpt_neox', 'llama', 'mistral', 'opt', 'qwen2', 'qwen3']);
+    expect([...SUPPORTED_MODEL_TYPES].sort()).toEqual(['bloom', 'gemma', 'gemma2', 'gemma3_text', 'gpt2', 'gpt_neox', 'llama', 'mistral', 'opt', 'qwen2', 'qwen3']);
     for (const t of ['llama', 'mistral', 'qwen2', 'qwen3']) {
       const a = architectureFor({ ...LLAMA, model_type: t }, PATH);
       expect(a.spec.family).toBe('llama');
@@ -34,6 +34,7 @@ describe('registry', () => {
     }
     expect(architectureFor(GPT2, PATH).spec.family).toBe('gpt2');
     expect(architectureFor({ model_type: 'bloom' }, PATH).spec.family).toBe('bloom');
+    for (const t of ['gemma', 'gemma2', 'gemma3_text']) expect(architectureFor({ model_type: t }, PATH).spec).toMatchObject({ family: 'gemma', modelType: t });
   });
 
   it('reads the fixture configs (transformers 4.46 layout)', () => {

@@ -141,15 +141,18 @@ export function erf(x: number): number {
   return x < 0 ? -r : r;
 }
 
-/** In-place rotate_half RoPE on x [T, heads, D] with exact float64 angles p·theta^(-2i/D), p = t mod seq. */
-export function rope(x: F64, T: number, heads: number, D: number, seq: number, theta: number): void {
+/**
+ * In-place rotate_half RoPE on x [T, heads, D] with exact float64 angles (p / factor)·theta^(-2i/D),
+ * p = t mod seq; `factor` > 1 is HF's "linear" scaling (position interpolation).
+ */
+export function rope(x: F64, T: number, heads: number, D: number, seq: number, theta: number, factor = 1): void {
   const half = D / 2;
   for (let t = 0; t < T; t++) {
     const p = t % seq;
     for (let h = 0; h < heads; h++) {
       const o = (t * heads + h) * D;
       for (let i = 0; i < half; i++) {
-        const a = p * Math.pow(theta, (-2 * i) / D);
+        const a = (p / factor) * Math.pow(theta, (-2 * i) / D);
         const x1 = x[o + i];
         const x2 = x[o + half + i];
         x[o + i] = x1 * Math.cos(a) - x2 * Math.sin(a);
@@ -162,9 +165,9 @@ export function rope(x: F64, T: number, heads: number, D: number, seq: number, t
 /**
  * Causal attention per window: q [T, H, D], k/v [T, KV, D]; query head h reads kv head floor(h/(H/KV));
  * key j visible to query i iff j ≤ i and i - j < window; `bias`(h, i, j), when given, is added to the scaled
- * score (ALiBi). Returns [T, H·D].
+ * score (ALiBi); `cap`, when given, soft-caps the scaled score to cap·tanh(score/cap) first (Gemma 2). Returns [T, H·D].
  */
-export function attention(q: F64, k: F64, v: F64, T: number, seq: number, H: number, KV: number, D: number, scale: number, window = Infinity, bias?: (h: number, i: number, j: number) => number): F64 {
+export function attention(q: F64, k: F64, v: F64, T: number, seq: number, H: number, KV: number, D: number, scale: number, window = Infinity, bias?: (h: number, i: number, j: number) => number, cap?: number): F64 {
   const out = new Float64Array(T * H * D);
   const rep = H / KV;
   const p = new Float64Array(seq);
@@ -177,7 +180,8 @@ export function attention(q: F64, k: F64, v: F64, T: number, seq: number, H: num
         for (let j = lo; j <= i; j++) {
           let s = 0;
           for (let d = 0; d < D; d++) s += q[((w0 + i) * H + h) * D + d] * k[((w0 + j) * KV + kvh) * D + d];
-          p[j] = s * scale + (bias ? bias(h, i, j) : 0);
+          const scaled = cap === undefined ? s * scale : cap * Math.tanh((s * scale) / cap);
+          p[j] = scaled + (bias ? bias(h, i, j) : 0);
           max = Math.max(max, p[j]);
         }
         let z = 0;

@@ -88,8 +88,8 @@ describe('shears prune on stories260K', () => {
       const denseW = loadWeights(dense.src, arch.blockTensors(b));
       const acc = new Map<string, ColumnNormAccumulator>();
       for (const l of arch.linears(b)) acc.set(l.input, new ColumnNormAccumulator(l.cols));
-      await runBlockOver(arch, b, denseW, x, windows.seqlen, new Float32Array(x.length), (inputs, n) => {
-        for (const [id, a] of acc) a.add(inputs[id], inputs[id].length / a.cols, n);
+      await runBlockOver(arch, b, denseW, x, windows.seqlen, new Float32Array(x.length), async (inputs, n) => {
+        for (const [id, a] of acc) await a.add(inputs[id], inputs[id].length / a.cols, n);
       });
       for (const l of arch.linears(b)) {
         const w = { data: Float32Array.from(denseW.get(l.tensor)!), rows: l.rows, cols: l.cols };

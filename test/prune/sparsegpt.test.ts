@@ -228,8 +228,9 @@ describe('SparseGPT on a layer with correlated inputs', () => {
     for (let s = 0; s < sequences; s++) {
       const batch = x.subarray(s * seqlen * cols, (s + 1) * seqlen * cols);
       await gramAcc.add(batch, seqlen, 1);
-      normAcc.add(batch, seqlen, 1);
+      await normAcc.add(batch, seqlen, 1);
     }
+    await gramAcc.finish();
     const w0 = randomMatrix(rows, cols, 77);
     const outputError = (w: Float32Array) => {
       let e = 0;
