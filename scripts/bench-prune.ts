@@ -1,8 +1,10 @@
 /**
  * `shears prune` on a synthetic ~100M-parameter Llama (scripts/synthetic-model.ts defaults), Wanda,
  * SparseGPT and ALPS at 50 % (ALPS's time as a multiple of SparseGPT's: target ≤ 3×), and a projection of the same run to a 7B Llama from measured per-block costs.
+ * Entries like wanda+refine run the method with --refine (or --owl): their refine time is printed beside
+ * SparseGPT's pruning time, and they are not projected.
  *
- *   npx tsx scripts/bench-prune.ts [--nsamples 128] [--seqlen 512] [--methods wanda,sparsegpt,alps]
+ *   npx tsx scripts/bench-prune.ts [--nsamples 128] [--seqlen 512] [--methods wanda,sparsegpt,alps,wanda+refine]
  *        [--model DIR] [--no-sweep] [--json out/bench-prune.json]
  *
  * 1. Each method runs as `node bin/shears.js prune … --json` in a child process: wall time per stage from
@@ -30,7 +32,8 @@ import { fixed, option, load1, machineInfo, mib, rng, runAndWriteReport, runCli 
 const args = process.argv.slice(2);
 const nsamples = Number(option('--nsamples') ?? 128);
 const seqlen = Number(option('--seqlen') ?? 512);
-const methods = (option('--methods') ?? 'wanda,sparsegpt,alps').split(',');
+// "wanda+refine", "sparsegpt+owl": the method with those options (reported, not projected to 7B).
+const methods = (option('--methods') ?? 'wanda,sparsegpt,alps,wanda+refine').split(',');
 const jsonPath = option('--json') ?? 'out/bench-prune.json';
 const givenModel = option('--model');
 const sweep = !args.includes('--no-sweep');
@@ -190,13 +193,19 @@ async function main(): Promise<Record<string, unknown>> {
   // 1. The CLI, one child process per method.
   const runs: Record<string, { report: PruneReport; wallSeconds: number; cpuSeconds: number; sampledPeakRssBytes: number; load1Before: number; load1After: number }> = {};
   for (const method of methods) {
-    const out = join(work, `out-${method}`);
-    const c = await runCli(['prune', modelDir, '--method', method, '--sparsity', '0.5', '--calibration', 'tinystories', '--nsamples', String(nsamples), '--seqlen', String(seqlen), '--out', out, '--overwrite', '--json']);
+    const out = join(work, `out-${method.replace(/\+/g, '-')}`);
+    const [base, ...flags] = method.split('+');
+    const c = await runCli(['prune', modelDir, '--method', base, ...flags.map((f) => `--${f}`), '--sparsity', '0.5', '--calibration', 'tinystories', '--nsamples', String(nsamples), '--seqlen', String(seqlen), '--out', out, '--overwrite', '--json']);
     const report = JSON.parse(c.stdout) as PruneReport;
     runs[method] = { report, wallSeconds: c.wallSeconds, cpuSeconds: c.cpuSeconds, sampledPeakRssBytes: c.peakRssBytes, load1Before: c.load1Before, load1After: c.load1After };
     rmSync(out, { recursive: true, force: true });
     const t = report.timings;
     console.log(`${method.padEnd(9)} forward ${fixed(t.forward, 1)} s, statistics ${fixed(t.statistics, 1)} s, pruning ${fixed(t.pruning, 1)} s, total ${fixed(t.total, 1)} s (${fixed(c.wallSeconds, 1)} s end to end, cpu ${fixed(c.cpuSeconds, 1)} s); peak RSS ${mib(report.peakRssBytes)}; load ${c.load1Before} → ${c.load1After}`);
+    if (t.refine !== undefined || t.owl !== undefined) console.log(`${''.padEnd(9)} of which${t.refine !== undefined ? ` refine (PCG) ${fixed(t.refine, 1)} s` : ''}${t.owl !== undefined ? ` OWL dense pass ${fixed(t.owl, 1)} s` : ''}`);
+  }
+  const sgPruning = runs.sparsegpt?.report.timings.pruning;
+  for (const [method, { report }] of Object.entries(runs)) {
+    if (report.timings.refine !== undefined && sgPruning !== undefined) console.log(`${method}: refine ${fixed(report.timings.refine, 1)} s beside SparseGPT's pruning ${fixed(sgPruning, 1)} s (${fixed(report.timings.refine / sgPruning, 2)}x)`);
   }
 
   // ALPS against SparseGPT, same model, calibration and machine (the target is ≤ 3× SparseGPT's time).
@@ -293,6 +302,7 @@ function project(
   console.log(`\nprojection to ${TARGET.name} (hidden ${TARGET.hidden}, intermediate ${TARGET.intermediate}, ${TARGET.layers} layers, ${TARGET.nsamples} × ${TARGET.seqlen} calibration):`);
   console.log('  method     stage        measured here   per block here   projected 7B');
   for (const [method, { report }] of Object.entries(runs)) {
+    if (method.includes('+')) continue; // variants: measured above, not projected
     const t = report.timings;
     const fwdRate = fwdFlopsMeasured / t.forward;
     const forward = fwdFlopsTarget / fwdRate;

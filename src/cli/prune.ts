@@ -2,6 +2,7 @@
 import type { CommandModule } from 'yargs';
 import { basename } from 'node:path';
 import { usageError } from '../errors.js';
+import { OWL_DEFAULT_LAMBDA, OWL_DEFAULT_M } from '../prune/owl.js';
 import { parseSparsitySpec, describeSpec } from '../prune/spec.js';
 import { DEFAULT_MIN_EXPERT_TOKENS, METHODS, type Method } from '../prune/driver.js';
 import { runPrune } from '../prune/job.js';
@@ -41,6 +42,9 @@ interface Args {
   wbits?: number;
   plot: boolean;
   refine: boolean;
+  owl: boolean;
+  'owl-m': number;
+  'owl-lambda': number;
   channels?: number;
   heads?: number;
   'drop-blocks'?: number;
@@ -86,6 +90,9 @@ export const pruneCommand: CommandModule<object, Args> = {
       .option('save-calib-tokens', { type: 'string', describe: 'save the drawn windows to this safetensors file' })
       .option('blocksize', { type: 'number', default: 128, describe: 'SparseGPT column block size' })
       .option('damp', { type: 'number', default: 0.01, describe: 'SparseGPT (and --refine) dampening, fraction of mean(diag H)' })
+      .option('owl', { type: 'boolean', default: false, describe: 'OWL: per-block sparsity from each block\'s outlier ratio on the dense model (unstructured only)' })
+      .option('owl-m', { type: 'number', default: OWL_DEFAULT_M, describe: 'OWL: a score is an outlier above M x the block\'s mean Wanda score' })
+      .option('owl-lambda', { type: 'number', default: OWL_DEFAULT_LAMBDA, describe: 'OWL: block sparsities stay within the target +/- lambda' })
       .option('refine', { type: 'boolean', default: false, describe: 'after the method, re-solve the kept weights of each row on H (PCG, 10 steps, tolerance 1e-4)' })
       .option('allow-nonfinite', { type: 'boolean', default: false, describe: 'go on past NaN/Inf in weights or activations (listed in shears-report.json)' })
       .option('include-lm-head', { type: 'boolean', default: false, describe: 'also prune the LM head (not when tied to the embedding)' })
@@ -124,6 +131,7 @@ export const pruneCommand: CommandModule<object, Args> = {
       calibration: a.calibration, nsamples: a.nsamples, seqlen: a.seqlen,
       calibTokens: a['calib-tokens'], saveCalibTokens: a['save-calib-tokens'],
       format: a.format as WeightFormat, wbits: a.wbits, refine: a.refine,
+      owl: a.owl ? { m: a['owl-m'], lambda: a['owl-lambda'] } : undefined,
       command: ['shears', ...process.argv.slice(2)].join(' '),
       allowNonfinite: a['allow-nonfinite'],
       onProgress: progress,

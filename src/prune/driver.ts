@@ -18,6 +18,7 @@ import { nmHoldsWithTail } from './pattern-check.js';
 import type { FiniteGuard } from '../run/finite.js';
 import { ShearsError, usageError } from '../errors.js';
 import { refineLayer, type RefineReport } from './refine.js';
+import { blockOutlierRatio, owlSparsities, type OwlReport, type OwlSettings } from './owl.js';
 import { DEFAULT_DAMP } from './sparsegpt.js';
 
 export { METHODS, type Method } from './methods.js';
@@ -43,6 +44,8 @@ export interface PruneOptions {
   minExpertTokens?: number;
   /** After the method, re-solve each row's kept weights on H by PCG (refine.ts). */
   refine?: boolean;
+  /** OWL per-block sparsities from the dense model's outlier ratios (owl.ts); unstructured only. */
+  owl?: OwlSettings;
 }
 
 /**
@@ -84,6 +87,8 @@ export interface Timings {
   pruning: number;
   /** --refine's share of `pruning`. */
   refine?: number;
+  /** --owl: the pass over the dense model before pruning (forward and scores). */
+  owl?: number;
 }
 
 export interface DriverHooks {
@@ -92,8 +97,8 @@ export interface DriverHooks {
   onProgress?(event: { block: number; blocks: number; stage: string }): void;
 }
 
-export function needsCalibration(opts: Pick<PruneOptions, 'method' | 'refine'>): boolean {
-  return PRUNE_METHODS[opts.method].statistic !== 'none' || !!opts.refine;
+export function needsCalibration(opts: Pick<PruneOptions, 'method' | 'refine' | 'owl'>): boolean {
+  return PRUNE_METHODS[opts.method].statistic !== 'none' || !!opts.refine || !!opts.owl;
 }
 
 /** A fresh statistic for one layer input, holding what the chosen method (and --refine: H, kept readable) reads. */
@@ -144,15 +149,24 @@ interface Run {
   timings: Timings;
 }
 
-export async function pruneBlocks(arch: Architecture, src: TensorSource, windows: Windows | undefined, opts: PruneOptions, hooks: DriverHooks): Promise<{ layers: LayerReport[]; timings: Timings }> {
+export async function pruneBlocks(arch: Architecture, src: TensorSource, windows: Windows | undefined, opts: PruneOptions, hooks: DriverHooks): Promise<{ layers: LayerReport[]; timings: Timings; owl?: OwlReport }> {
   const calibrated = needsCalibration(opts);
   if (calibrated && !windows) throw new Error(`${opts.method} needs calibration windows`);
+  // OWL: a whole pass over the dense model comes first; its per-block sparsities then drive the pruning.
+  let owl: OwlReport | undefined;
+  let owlSeconds: number | undefined;
+  if (opts.owl) {
+    const t0 = performance.now();
+    owl = await owlPass(arch, src, windows!, opts, hooks);
+    owlSeconds = (performance.now() - t0) / 1000;
+    opts = { ...opts, layerSparsity: owl.sparsities };
+  }
   const run: Run = {
     arch, src, opts, hooks, calibrated,
     skip: globMatcher(opts.skip ?? []),
     seq: windows?.seqlen ?? 0,
     layers: [],
-    timings: { forward: 0, statistics: 0, pruning: 0 },
+    timings: { forward: 0, statistics: 0, pruning: 0, ...(owlSeconds !== undefined ? { owl: owlSeconds } : {}) },
   };
 
   const t = performance.now();
@@ -165,7 +179,35 @@ export async function pruneBlocks(arch: Architecture, src: TensorSource, windows
   // block loads, which held two blocks and the widest Hessian at the peak.
   for (let b = 0; b < arch.spec.numLayers; b++) await pruneBlock(run, b);
   if (opts.includeLmHead) await pruneHead(run, windows?.count ?? 0);
-  return { layers: run.layers, timings: run.timings };
+  return { layers: run.layers, timings: run.timings, ...(owl ? { owl } : {}) };
+}
+
+/**
+ * OWL's pass: the dense model over the calibration windows, block by block (one block's weights and the
+ * windows' hidden states in memory), pooling each block's Wanda scores into its outlier ratio.
+ */
+async function owlPass(arch: Architecture, src: TensorSource, windows: Windows, opts: PruneOptions, hooks: DriverHooks): Promise<OwlReport> {
+  const { m, lambda } = opts.owl!;
+  if (opts.spec.kind !== 'unstructured') throw usageError('--owl needs --sparsity: per-block N:M would change N from block to block');
+  const seq = windows.seqlen;
+  const x = await arch.embed(loadWeights(src, arch.embedTensors()), windows.ids, seq);
+  const ratios: number[] = [];
+  for (let b = 0; b < arch.spec.numLayers; b++) ratios.push(await owlBlock(arch, src, b, x, seq, m, hooks));
+  return { m, lambda, outlierRatios: ratios, sparsities: owlSparsities(ratios, opts.spec.sparsity, lambda) };
+}
+
+async function owlBlock(arch: Architecture, src: TensorSource, b: number, x: Float32Array, seq: number, m: number, hooks: DriverHooks): Promise<number> {
+  collectGarbage();
+  hooks.onProgress?.({ block: b, blocks: arch.spec.numLayers, stage: 'OWL outlier ratios on the dense model' });
+  const w = loadWeights(src, arch.blockTensors(b));
+  const all = arch.linears(b);
+  const stats = new Map<string, LayerInput>(all.map((l) => [l.input, new LayerInput(l.cols, { columnNorms: true, gram: false, keepGram: false })]));
+  await runBlockOver(arch, b, w, x, seq, x, async (inputs, n) => {
+    for (const [id, acc] of stats) await acc.add(inputs[id], inputs[id].length / acc.cols, n);
+  });
+  await releaseBlockSessions();
+  for (const acc of stats.values()) await acc.finish();
+  return blockOutlierRatio(all.map((l) => ({ weight: { data: linearView(l, w.get(l.tensor)!), rows: l.rows, cols: l.cols }, colSq: stats.get(l.input)!.columnNorms() })), m);
 }
 
 /** Block b: statistics, pruning (stage by stage with --true-sequential), then the pruned re-run that feeds block b+1. */
