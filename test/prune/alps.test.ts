@@ -44,6 +44,7 @@ async function gramOf(x: Float32Array, tokens: number, cols: number, sequences: 
   const acc = new GramAccumulator(cols);
   const per = tokens / sequences;
   for (let s = 0; s < sequences; s++) await acc.add(x.subarray(s * per * cols, (s + 1) * per * cols), per, 1);
+  await acc.finish();
   return acc.result();
 }
 
@@ -169,6 +170,7 @@ describe('ALPS on the real layers of stories260K', () => {
         await runBlockOver(arch, b, w, x, windows.seqlen, null, async (inputs, n) => {
           for (const [id, a] of acc) await a.add(inputs[id], inputs[id].length / a.cols, n);
         });
+        for (const a of acc.values()) await a.finish();
         for (const l of arch.linears(b)) layers.push({ name: `${b}.${l.name}`, rows: l.rows, cols: l.cols, w: w.get(l.tensor)!, h: acc.get(l.input)!.result() });
       }
       const next = new Float32Array(x.length);
