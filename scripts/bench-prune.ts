@@ -1,14 +1,16 @@
 /**
- * `shears prune` on a synthetic ~100M-parameter Llama (scripts/synthetic-model.ts defaults), Wanda and
- * SparseGPT at 50 %, and a projection of the same run to a 7B Llama from measured per-block costs.
+ * `shears prune` on a synthetic ~100M-parameter Llama (scripts/synthetic-model.ts defaults), Wanda,
+ * SparseGPT and ALPS at 50 % (ALPS's time as a multiple of SparseGPT's: target ≤ 3×), and a projection of the same run to a 7B Llama from measured per-block costs.
+ * Entries like wanda+refine run the method with --refine (or --owl): their refine time is printed beside
+ * SparseGPT's pruning time, and they are not projected.
  *
- *   npx tsx scripts/bench-prune.ts [--nsamples 128] [--seqlen 512] [--methods wanda,sparsegpt]
+ *   npx tsx scripts/bench-prune.ts [--nsamples 128] [--seqlen 512] [--methods wanda,sparsegpt,alps,wanda+refine]
  *        [--model DIR] [--no-sweep] [--json out/bench-prune.json] [--efficiency-only]
  *
  * 0. Efficiency (prune-efficiency.ts): 2 blocks of the synthetic ~100M Llama (16 × 512 tokens) and of a
- *    TinyLlama-1.1B-shaped one (2 × 2048 tokens) pruned in this process: FLOPs of each phase, achieved
- *    GFLOP/s, the raw matmul rate at the same shapes in the same run, their ratio, and projected wall times
- *    for TinyLlama-1.1B and Llama-2-7B at 128 × 2048. `--efficiency-only` stops there.
+ *    TinyLlama-1.1B-shaped one (2 × 2048 tokens) pruned in this process by Wanda and SparseGPT: FLOPs of each
+ *    phase, achieved GFLOP/s, the raw matmul rate at the same shapes in the same run, their ratio, and
+ *    projected wall times for TinyLlama-1.1B and Llama-2-7B at 128 × 2048. `--efficiency-only` stops there.
  *
  * 1. Each method runs as `node bin/shears.js prune … --json` in a child process: wall time per stage from
  *    the report (forward, statistics, pruning), its maxRSS, and the process tree's CPU time and peak RSS
@@ -37,7 +39,8 @@ import { SHAPE_100M, SHAPE_7B, SHAPE_TINYLLAMA, measureShape, printProjection, p
 const args = process.argv.slice(2);
 const nsamples = Number(option('--nsamples') ?? 128);
 const seqlen = Number(option('--seqlen') ?? 512);
-const methods = (option('--methods') ?? 'wanda,sparsegpt').split(',');
+// "wanda+refine", "sparsegpt+owl": the method with those options (reported, not projected to 7B).
+const methods = (option('--methods') ?? 'wanda,sparsegpt,alps,wanda+refine').split(',');
 const jsonPath = option('--json') ?? 'out/bench-prune.json';
 const givenModel = option('--model');
 const sweep = !args.includes('--no-sweep');
@@ -182,7 +185,7 @@ function leastSquares(rowsF: number[][], y: number[]): number[] {
 async function main(): Promise<Record<string, unknown>> {
   const machine = machineInfo();
   console.log(`machine: ${machine.cpu}, ${machine.cores} cores, node ${machine.node}, onnxruntime-node ${machine.onnxruntime}, threads ${machine.threads}; load ${load1()}`);
-  const efficiency = await efficiencySection(methods as Method[]);
+  const efficiency = await efficiencySection((['wanda', 'sparsegpt'] as Method[]).filter((m) => methods.includes(m)));
   if (efficiencyOnly) return { machine, efficiency };
   let generated: { params: number } | undefined;
   if (!givenModel) {
@@ -200,13 +203,27 @@ async function main(): Promise<Record<string, unknown>> {
   // 1. The CLI, one child process per method.
   const runs: Record<string, { report: PruneReport; wallSeconds: number; cpuSeconds: number; sampledPeakRssBytes: number; load1Before: number; load1After: number }> = {};
   for (const method of methods) {
-    const out = join(work, `out-${method}`);
-    const c = await runCli(['prune', modelDir, '--method', method, '--sparsity', '0.5', '--calibration', 'tinystories', '--nsamples', String(nsamples), '--seqlen', String(seqlen), '--out', out, '--overwrite', '--json']);
+    const out = join(work, `out-${method.replace(/\+/g, '-')}`);
+    const [base, ...flags] = method.split('+');
+    const c = await runCli(['prune', modelDir, '--method', base, ...flags.map((f) => `--${f}`), '--sparsity', '0.5', '--calibration', 'tinystories', '--nsamples', String(nsamples), '--seqlen', String(seqlen), '--out', out, '--overwrite', '--json']);
     const report = JSON.parse(c.stdout) as PruneReport;
     runs[method] = { report, wallSeconds: c.wallSeconds, cpuSeconds: c.cpuSeconds, sampledPeakRssBytes: c.peakRssBytes, load1Before: c.load1Before, load1After: c.load1After };
     rmSync(out, { recursive: true, force: true });
     const t = report.timings;
     console.log(`${method.padEnd(9)} forward ${fixed(t.forward, 1)} s, statistics ${fixed(t.statistics, 1)} s, pruning ${fixed(t.pruning, 1)} s, total ${fixed(t.total, 1)} s (${fixed(c.wallSeconds, 1)} s end to end, cpu ${fixed(c.cpuSeconds, 1)} s); peak RSS ${mib(report.peakRssBytes)}; load ${c.load1Before} → ${c.load1After}`);
+    if (t.refine !== undefined || t.owl !== undefined) console.log(`${''.padEnd(9)} of which${t.refine !== undefined ? ` refine (PCG) ${fixed(t.refine, 1)} s` : ''}${t.owl !== undefined ? ` OWL dense pass ${fixed(t.owl, 1)} s` : ''}`);
+  }
+  const sgPruning = runs.sparsegpt?.report.timings.pruning;
+  for (const [method, { report }] of Object.entries(runs)) {
+    if (report.timings.refine !== undefined && sgPruning !== undefined) console.log(`${method}: refine ${fixed(report.timings.refine, 1)} s beside SparseGPT's pruning ${fixed(sgPruning, 1)} s (${fixed(report.timings.refine / sgPruning, 2)}x)`);
+  }
+
+  // ALPS against SparseGPT, same model, calibration and machine (the target is ≤ 3× SparseGPT's time).
+  let alpsVsSparsegpt: { pruning: number; total: number } | undefined;
+  if (runs.alps && runs.sparsegpt) {
+    const a = runs.alps.report.timings, g = runs.sparsegpt.report.timings;
+    alpsVsSparsegpt = { pruning: a.pruning / g.pruning, total: a.total / g.total };
+    console.log(`alps / sparsegpt: pruning ${fixed(alpsVsSparsegpt.pruning, 2)}×, whole run ${fixed(alpsVsSparsegpt.total, 2)}× (target ≤ 3×)`);
   }
 
   // 2. Per-layer SparseGPT and Gram speeds at several widths.
@@ -240,6 +257,7 @@ async function main(): Promise<Record<string, unknown>> {
         layerSeconds: byLayerName(r.report),
       }]),
     ),
+    alpsVsSparsegpt,
     sparsegptLayers: layerTimings,
     gram: grams,
     projection,
@@ -287,6 +305,7 @@ function project(
     'statistics (SparseGPT): Σ over the 4 linear inputs of tokens × cols², at the Gram speed measured here at 4096 columns (the 11008-wide down_proj input assumed as fast per FLOP); (Wanda): the JS column-norm loop, scaled by tokens × Σ cols',
     'pruning (SparseGPT): per layer, Cholesky of the damped H⁻¹ (float64, ∝ cols³, fitted on the widths measured; run once per layer, also for q/k/v sharing one H) + the rest ∝ rows·cols·(β + γ·cols) (in-block JS loops ∝ rows·cols·blocksize, lazy updates ∝ rows·cols²), both least-squares fits to the one-layer timings',
     '(Wanda): per-layer time from the run ∝ rows·cols',
+    'statistics (ALPS): as SparseGPT; pruning (ALPS): the run\'s time per Σ rows·cols² (its ADMM and PCG products), with as many iterations as here',
     'no reading/writing of weights beyond what the 100M run did per parameter; 2 cores as here, idle (the measured runs were not)',
   ];
   const fwdFlopsMeasured = 2 * L * blockFlops(shape, tokens, seqlen);
@@ -308,20 +327,24 @@ function project(
   console.log(`\nprojection to ${TARGET.name} (hidden ${TARGET.hidden}, intermediate ${TARGET.intermediate}, ${TARGET.layers} layers, ${TARGET.nsamples} × ${TARGET.seqlen} calibration):`);
   console.log('  method     stage        measured here   per block here   projected 7B');
   for (const [method, { report }] of Object.entries(runs)) {
+    if (method.includes('+')) continue; // variants: measured above, not projected
     const t = report.timings;
     const fwdRate = fwdFlopsMeasured / t.forward;
     const forward = fwdFlopsTarget / fwdRate;
     let statistics: number;
     let pruning: number;
     let note: string | undefined;
-    if (method === 'sparsegpt') {
+    if (method === 'sparsegpt' || method === 'alps') {
       const fromRun = t.statistics / (L * tokens * inputWidths(shape).reduce((a, c) => a + c * c, 0));
       const targetWork = TARGET.layers * tTokens * inputWidths(target).reduce((a, c) => a + c * c, 0);
       statistics = targetWork * (gram4096 ?? fromRun);
       // The run's own rate (narrow 768-column inputs, no symmetric half-product, the run's load) as a bound.
-      table.sparsegptStatisticsFromRun = { seconds: targetWork * fromRun };
-      if (gram4096 !== undefined) note = `  (SparseGPT statistics at the measured run's own Gram rate instead: ${hours(targetWork * fromRun)})`;
-      pruning = TARGET.layers * linears(target).reduce((a, l) => a + sgptLayerSeconds(l.rows, l.cols), 0);
+      if (method === 'sparsegpt') table.sparsegptStatisticsFromRun = { seconds: targetWork * fromRun };
+      if (method === 'sparsegpt' && gram4096 !== undefined) note = `  (SparseGPT statistics at the measured run's own Gram rate instead: ${hours(targetWork * fromRun)})`;
+      const products = (s: BlockShape) => linears(s).reduce((a, l) => a + l.rows * l.cols * l.cols, 0);
+      pruning = method === 'alps'
+        ? (t.pruning / (L * products(shape))) * TARGET.layers * products(target)
+        : TARGET.layers * linears(target).reduce((a, l) => a + sgptLayerSeconds(l.rows, l.cols), 0);
     } else {
       const widthSum = (s: BlockShape) => inputWidths(s).reduce((a, c) => a + c, 0);
       statistics = (t.statistics / (L * tokens * widthSum(shape))) * TARGET.layers * tTokens * widthSum(target);

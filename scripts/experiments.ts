@@ -15,6 +15,8 @@ import { evaluateModel, type EvalResult } from '../src/eval/evaluate.js';
 import { exportModel, type ExportReport } from '../src/export/export.js';
 import type { SparseFormat } from '../src/io/compressed/names.js';
 
+import { OWL_DEFAULT_LAMBDA, OWL_DEFAULT_M } from '../src/prune/owl.js';
+
 export const ROOT = fileURLToPath(new URL('../', import.meta.url));
 export const BUNDLED_MODEL = join(ROOT, 'models', 'stories260K');
 
@@ -22,6 +24,14 @@ export const BUNDLED_MODEL = join(ROOT, 'models', 'stories260K');
 export interface Setting {
   method: Method;
   spec: SparsitySpec;
+  /** --owl with its defaults (M 5, lambda 0.08), --refine. */
+  owl?: boolean;
+  refine?: boolean;
+}
+
+/** "+owl", "+refine", "+owl+refine" or "" for a plain method. */
+export function variantSuffix(s: Pick<Setting, 'owl' | 'refine'>): string {
+  return `${s.owl ? '+owl' : ''}${s.refine ? '+refine' : ''}`;
 }
 
 export interface Calibration {
@@ -54,11 +64,11 @@ export function patternSlug(spec: SparsitySpec): string {
 }
 
 export function settingId(s: Setting): string {
-  return `${s.method}-${patternSlug(s.spec)}`;
+  return `${s.method}${variantSuffix(s).replace(/\+/g, '-')}-${patternSlug(s.spec)}`;
 }
 
 export function label(s: Setting): string {
-  return `${s.method} ${describeSpec(s.spec)}`;
+  return `${s.method}${variantSuffix(s)} ${describeSpec(s.spec)}`;
 }
 
 /** A path as a person should type it: relative to the current folder when inside it. */
@@ -74,7 +84,7 @@ function sh(arg: string): string {
 
 export function pruneCommand(model: string, s: Setting, calib: Calibration, out: string): string {
   const spec = s.spec.kind === 'nm' ? ['--pattern', `${s.spec.n}:${s.spec.m}`] : ['--sparsity', String(s.spec.sparsity)];
-  return ['npx', 'shears', 'prune', displayPath(model), '--method', s.method, ...spec, '--calibration', calib.calibration, '--nsamples', String(calib.nsamples), '--seqlen', String(calib.seqlen), '--seed', String(calib.seed), '--out', displayPath(out), '--overwrite'].map(sh).join(' ');
+  return ['npx', 'shears', 'prune', displayPath(model), '--method', s.method, ...spec, ...(s.owl ? ['--owl'] : []), ...(s.refine ? ['--refine'] : []), '--calibration', calib.calibration, '--nsamples', String(calib.nsamples), '--seqlen', String(calib.seqlen), '--seed', String(calib.seed), '--out', displayPath(out), '--overwrite'].map(sh).join(' ');
 }
 
 export function evalCommand(model: string, ev: EvalSettings): string {
@@ -97,6 +107,8 @@ export async function prune(model: string, s: Setting, calib: Calibration, out: 
     nsamples: calib.nsamples,
     seqlen: calib.seqlen,
     seed: calib.seed,
+    owl: s.owl ? { m: OWL_DEFAULT_M, lambda: OWL_DEFAULT_LAMBDA } : undefined,
+    refine: s.refine,
     command: pruneCommand(model, s, calib, out),
     onProgress,
   });

@@ -4,7 +4,8 @@
  *   npx tsx scripts/reproduce.ts [--quick] [--work DIR] [--docs DIR] [--readme FILE|none] [--render-only]
  *
  * Full grid on the bundled stories260K: dense; magnitude, random, Wanda, SparseGPT at 50/60/70/80/90%
- * unstructured and at 2:4 and 4:8; TinyStories calibration 128 × 256, seed 0; perplexity on the whole
+ * unstructured and at 2:4 and 4:8 (also Wanda and SparseGPT with --owl at the unstructured sparsities,
+ * with --refine at all of them, and Wanda with both); TinyStories calibration 128 × 256, seed 0; perplexity on the whole
  * shipped TinyStories validation text in 256-token windows (and the dense model also at its 512-token
  * context); every pruned checkpoint exported losslessly to sparse-bitmask (and 2:4 ones to
  * sparse-24-bitmask). Then a synthetic ~100M-parameter Llama pruned with magnitude, Wanda and SparseGPT at
@@ -23,7 +24,7 @@ import type { SparsitySpec } from '../src/prune/spec.js';
 import type { Method } from '../src/prune/driver.js';
 import { SHEARS_VERSION } from '../src/version.js';
 import {
-  BUNDLED_MODEL, ROOT, Progress, compressedFormatFor, displayPath, evaluate, exportTo, gitState, label, machineInfo, prune, settingId, weightFileBytes, writeJson,
+  BUNDLED_MODEL, ROOT, Progress, variantSuffix, compressedFormatFor, displayPath, evaluate, exportTo, gitState, label, machineInfo, prune, settingId, weightFileBytes, writeJson,
   type Calibration, type EvalSettings, type Setting,
 } from './experiments.js';
 import { DEFAULT_SYNTHETIC, writeSyntheticLlama, type SyntheticLlama } from './synthetic-model.js';
@@ -32,6 +33,8 @@ import type { SparseFormat } from '../src/io/compressed/names.js';
 
 interface Plan {
   methods: Method[];
+  /** Methods run again with --owl and/or --refine at every spec (OWL: unstructured specs only). */
+  variants?: Omit<Setting, 'spec'>[];
   specs: SparsitySpec[];
   calibration: Calibration;
   eval: EvalSettings;
@@ -44,6 +47,10 @@ const nm = (n: number, m: number): SparsitySpec => ({ kind: 'nm', n, m });
 
 export const FULL: Plan = {
   methods: ['magnitude', 'random', 'wanda', 'sparsegpt'],
+  variants: [
+    { method: 'wanda', owl: true }, { method: 'sparsegpt', owl: true },
+    { method: 'wanda', refine: true }, { method: 'sparsegpt', refine: true }, { method: 'wanda', owl: true, refine: true },
+  ],
   specs: [u(0.5), u(0.6), u(0.7), u(0.8), u(0.9), nm(2, 4), nm(4, 8)],
   calibration: { calibration: 'tinystories', nsamples: 128, seqlen: 256, seed: 0 },
   eval: { dataset: 'tinystories', seqlen: 256 },
@@ -119,7 +126,10 @@ export async function runPlan(plan: Plan, work: string, command: string, quick: 
   mkdirSync(work, { recursive: true });
   const rel = (p: string): string => relative(work, p);
   const model = BUNDLED_MODEL;
-  const settings: Setting[] = plan.specs.flatMap((spec) => plan.methods.map((method) => ({ method, spec })));
+  const settings: Setting[] = plan.specs.flatMap((spec) => [
+    ...plan.methods.map((method) => ({ method, spec })),
+    ...(plan.variants ?? []).filter((v) => !v.owl || spec.kind === 'unstructured').map((v) => ({ ...v, spec })),
+  ]);
   const syn = plan.synthetic;
   const progress = new Progress(2 + settings.length * 3 + (syn ? 2 + syn.methods.length : 0));
 
@@ -154,7 +164,7 @@ export async function runPlan(plan: Plan, work: string, command: string, quick: 
       sizes.push(`${f} ${(x.fileBytes / 1024).toFixed(0)} KiB`);
     }
     progress.end(sizes.join(', '));
-    runs.push({ method: s.method, pattern: r.pattern, checkpoint: rel(dir), report: rel(join(dir, 'shears-report.json')), eval: rel(evalFile), exports });
+    runs.push({ method: s.method, ...(variantSuffix(s) ? { variant: variantSuffix(s) } : {}), pattern: r.pattern, checkpoint: rel(dir), report: rel(join(dir, 'shears-report.json')), eval: rel(evalFile), exports });
   }
 
   let synthetic: Manifest['synthetic'] = null;

@@ -46,6 +46,8 @@ export interface Manifest {
 
 export interface ManifestRun {
   method: string;
+  /** "+owl", "+refine", "+owl+refine": the run used those options (tables show method + variant). */
+  variant?: string;
   pattern: string;
   checkpoint: string;
   report: string;
@@ -121,13 +123,21 @@ function patterns(L: Loaded): string[] {
   return [...unstructured, ...seen.filter((p) => !p.endsWith('%'))];
 }
 
-function methods(L: Loaded): string[] {
-  const seen = [...new Set(L.runs.map((r) => r.run.method))];
-  return seen.sort((a, b) => METHOD_ORDER.indexOf(a) - METHOD_ORDER.indexOf(b));
+/** A run's row name: its method, then its variant ("wanda+refine"). */
+function key(run: ManifestRun): string {
+  return run.method + (run.variant ?? '');
 }
 
+function methods(L: Loaded): string[] {
+  const seen = [...new Set(L.runs.map((r) => key(r.run)))];
+  const order = (k: string) => METHOD_ORDER.indexOf(k.split('+')[0]) * 8 + VARIANT_ORDER.indexOf(k.slice(k.split('+')[0].length));
+  return seen.sort((a, b) => order(a) - order(b));
+}
+
+const VARIANT_ORDER = ['', '+owl', '+refine', '+owl+refine'];
+
 function find(L: Loaded, method: string, pattern: string): Loaded['runs'][number] | undefined {
-  return L.runs.find((r) => r.run.method === method && r.run.pattern === pattern);
+  return L.runs.find((r) => key(r.run) === method && r.run.pattern === pattern);
 }
 
 /** The headline: perplexity per method (rows) and pattern (columns). */
@@ -385,10 +395,10 @@ export function renderPlots(L: Loaded): Record<string, string> {
     references: [{ name: `dense (${fmtPpl(L.dense.perplexity)})`, y: L.dense.perplexity }],
   });
 
-  const sg = find(L, 'sparsegpt', '50%') ?? L.runs.find((r) => r.run.method === 'sparsegpt');
+  const sg = find(L, 'sparsegpt', '50%') ?? L.runs.find((r) => r.run.method === 'sparsegpt' && !r.run.variant);
   const layers = sg ? layerPlotSvg({ ...sg.report, model: L.m.model.name }, `${L.m.model.name}, SparseGPT ${sg.run.pattern}: realised sparsity and reconstruction loss per layer`) : '';
 
-  const sgRuns = L.runs.filter((r) => r.run.method === 'sparsegpt');
+  const sgRuns = L.runs.filter((r) => r.run.method === 'sparsegpt' && !r.run.variant);
   const formats: { name: string; pick: (r: Loaded['runs'][number]) => number | undefined }[] = [
     { name: 'dense float32 (as pruned)', pick: (r) => r.denseFileBytes },
     { name: 'sparse-bitmask', pick: (r) => r.exports.get('sparse-bitmask')?.fileBytes },

@@ -23,8 +23,8 @@ export function checkTensorsAgainstConfig(
     for (const n of arch.blockTensors(b)) need(n, `block ${b} of num_hidden_layers = ${L}`);
     for (const l of arch.linears(b)) {
       const shape = src.shape(l.tensor);
-      const want = l.transposed ? [l.cols, l.rows] : [l.rows, l.cols];
-      if (shape.length !== 2 || shape[0] !== want[0] || shape[1] !== want[1]) {
+      const want = l.part ? l.part.storedShape : l.transposed ? [l.cols, l.rows] : [l.rows, l.cols];
+      if (shape.length !== want.length || shape.some((d, k) => d !== want[k])) {
         throw fileError(
           where.fileOf(l.tensor),
           `tensor ${preview(l.tensor)} has shape [${shape.join(', ')}], but config.json implies [${want.join(', ')}] for ${l.name} of block ${b} (hidden_size ${arch.spec.hiddenSize}, intermediate ${arch.spec.intermediateSize}, ${arch.spec.numHeads} heads of ${arch.spec.headDim})`,

@@ -7,7 +7,9 @@ import { createGemma } from './gemma.js';
 import { createGpt2 } from './gpt2.js';
 import { createGptNeox } from './gpt-neox.js';
 import { createLlama } from './llama.js';
+import { createMixtral } from './mixtral.js';
 import { createOpt } from './opt.js';
+import { createQwenMoe } from './qwen-moe.js';
 import type { Architecture, TensorSource } from './types.js';
 
 type Factory = (config: Record<string, unknown>, configPath: string, tensors?: Pick<TensorSource, 'has'>) => Architecture;
@@ -24,6 +26,9 @@ const FACTORIES: Record<string, Factory> = {
   gemma: createGemma,
   gemma2: createGemma,
   gemma3_text: createGemma,
+  mixtral: createMixtral,
+  qwen2_moe: createQwenMoe,
+  qwen3_moe: createQwenMoe,
 };
 
 /** The model_type values shears can run. */

@@ -7,7 +7,7 @@
  * contiguous runs of `seq` tokens, each attending causally within itself, positions 0..seq-1.
  */
 
-export type Family = 'llama' | 'opt' | 'gpt2' | 'gpt_neox' | 'bloom' | 'gemma';
+export type Family = 'llama' | 'opt' | 'gpt2' | 'gpt_neox' | 'bloom' | 'gemma' | 'moe';
 
 /** The parts of config.json that every family shares, normalised. Family-specific fields stay in the adapter. */
 export interface ModelSpec {
@@ -57,6 +57,13 @@ export interface LinearLayer {
   input: string;
   /** True-sequential order: layers of stage s are pruned after re-running the block with stages < s pruned. */
   stage: number;
+  /**
+   * Part of a fused 3-D tensor (MoE experts stored [experts, out, in]): this layer is the rows·cols values
+   * starting at element `offset` of the stored tensor, whose shape is `storedShape`. Absent: the whole tensor.
+   */
+  part?: { offset: number; storedShape: number[] };
+  /** A routed MoE expert's index: its input statistic holds only the calibration tokens routed to it. */
+  expert?: number;
 }
 
 export interface BlockResult {
@@ -64,6 +71,11 @@ export interface BlockResult {
   out: Float32Array;
   /** When capture was requested: each linear input by id, [tokens, cols of the layers it feeds]. */
   inputs: Record<string, Float32Array>;
+  /**
+   * Sequences (windows) that contributed rows to a captured input, by id, when not every window of the call
+   * did (MoE experts see only their routed tokens); absent ids count every window of the call.
+   */
+  sequences?: Record<string, number>;
 }
 
 export interface Architecture {

@@ -2,8 +2,9 @@
 import type { CommandModule } from 'yargs';
 import { basename } from 'node:path';
 import { usageError } from '../errors.js';
+import { OWL_DEFAULT_LAMBDA, OWL_DEFAULT_M } from '../prune/owl.js';
 import { parseSparsitySpec, describeSpec } from '../prune/spec.js';
-import { METHODS, type Method } from '../prune/driver.js';
+import { DEFAULT_MIN_EXPERT_TOKENS, METHODS, type Method } from '../prune/driver.js';
 import { runPrune } from '../prune/job.js';
 import { checkStructuredArgs, runStructuredPrune } from '../structured/job.js';
 import { formatStructuredSummary } from '../structured/summary.js';
@@ -29,6 +30,7 @@ interface Args {
   blocksize: number;
   damp: number;
   'true-sequential': boolean;
+  'min-expert-tokens': number;
   'include-lm-head': boolean;
   'allow-nonfinite': boolean;
   skip: string[];
@@ -40,6 +42,9 @@ interface Args {
   wbits?: number;
   plot: boolean;
   refine: boolean;
+  owl: boolean;
+  'owl-m': number;
+  'owl-lambda': number;
   channels?: number;
   heads?: number;
   'drop-blocks'?: number;
@@ -85,10 +90,14 @@ export const pruneCommand: CommandModule<object, Args> = {
       .option('save-calib-tokens', { type: 'string', describe: 'save the drawn windows to this safetensors file' })
       .option('blocksize', { type: 'number', default: 128, describe: 'SparseGPT column block size' })
       .option('damp', { type: 'number', default: 0.01, describe: 'SparseGPT (and --refine) dampening, fraction of mean(diag H)' })
+      .option('owl', { type: 'boolean', default: false, describe: 'OWL: per-block sparsity from each block\'s outlier ratio on the dense model (unstructured only)' })
+      .option('owl-m', { type: 'number', default: OWL_DEFAULT_M, describe: 'OWL: a score is an outlier above M x the block\'s mean Wanda score' })
+      .option('owl-lambda', { type: 'number', default: OWL_DEFAULT_LAMBDA, describe: 'OWL: block sparsities stay within the target +/- lambda' })
       .option('refine', { type: 'boolean', default: false, describe: 'after the method, re-solve the kept weights of each row on H (PCG, 10 steps, tolerance 1e-4)' })
       .option('allow-nonfinite', { type: 'boolean', default: false, describe: 'go on past NaN/Inf in weights or activations (listed in shears-report.json)' })
       .option('include-lm-head', { type: 'boolean', default: false, describe: 'also prune the LM head (not when tied to the embedding)' })
       .option('true-sequential', { type: 'boolean', default: false, describe: 'prune attention/MLP sub-groups in order, re-running between them' })
+      .option('min-expert-tokens', { type: 'number', default: DEFAULT_MIN_EXPERT_TOKENS, describe: 'MoE: an expert routed fewer calibration tokens is pruned by magnitude' })
       .option('skip', { type: 'string', array: true, default: [], describe: 'globs over "<block>.<layer>" or tensor names to keep dense' })
       .option('layer-sparsity', { type: 'string', describe: 'JSON per-block sparsity, e.g. [0.3,0.5,0.6] or {"0":0.3}' })
       .option('eval', { type: 'string', describe: 'evaluate dense and pruned perplexity on this dataset afterwards' })
@@ -106,6 +115,7 @@ export const pruneCommand: CommandModule<object, Args> = {
     const spec = parseSparsitySpec({ sparsity: a.sparsity, pattern: a.pattern });
     const method = a.method as Method;
     if (!Number.isInteger(a.blocksize) || a.blocksize < 1) throw usageError(`--blocksize must be a positive integer, got ${a.blocksize}`);
+    if (!Number.isInteger(a['min-expert-tokens']) || a['min-expert-tokens'] < 0) throw usageError(`--min-expert-tokens must be a non-negative integer, got ${a['min-expert-tokens']}`);
     if (!(a.damp >= 0)) throw usageError(`--damp must be >= 0, got ${a.damp}`);
     if (!Number.isInteger(a.seed) || a.seed < 0) throw usageError(`--seed must be a non-negative integer, got ${a.seed}`);
     // Datasets are checked before the model is opened: an --eval typo must not surface after the pruning.
@@ -117,9 +127,11 @@ export const pruneCommand: CommandModule<object, Args> = {
       model: a.model, out, overwrite: a.overwrite, method, spec,
       layerSparsity: parseLayerSparsity(a['layer-sparsity'], undefined),
       skip: a.skip, trueSequential: a['true-sequential'], includeLmHead: a['include-lm-head'], blocksize: a.blocksize, damp: a.damp, seed: a.seed,
+      minExpertTokens: a['min-expert-tokens'],
       calibration: a.calibration, nsamples: a.nsamples, seqlen: a.seqlen,
       calibTokens: a['calib-tokens'], saveCalibTokens: a['save-calib-tokens'],
       format: a.format as WeightFormat, wbits: a.wbits, refine: a.refine,
+      owl: a.owl ? { m: a['owl-m'], lambda: a['owl-lambda'] } : undefined,
       command: ['shears', ...process.argv.slice(2)].join(' '),
       allowNonfinite: a['allow-nonfinite'],
       onProgress: progress,

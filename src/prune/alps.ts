@@ -20,24 +20,27 @@
  *     from B₀, P(B₀), V = 0; c = 0: stop once ρ has been raised, else ρ /5. ρ ≤ 1e6; (Hn + ρ I)⁻¹ is
  *     recomputed; from iteration 30 on, c/k < 0.0003 stops. At most 300 iterations.
  *  4. The final mask is P(B); the kept entries of each row solve Hn_SS b_S = y_S by conjugate gradients
- *     from P(B): at most 10 iterations, relative tolerance 1e-4; Ŵ = B S⁻¹.
+ *     from P(B): at most 10 iterations, relative tolerance 1e-4; Ŵ = B S⁻¹. This runs in pcg.ts (shared
+ *     with --refine) on H + damp·mean(diag H)·I with the Jacobi preconditioner, in the unscaled weights:
+ *     the same iterates as the reference's plain CG on Hn (up to its 1e-8 in s).
  *
  * Deliberate differences from the reference:
  *  - (Hn + ρ I)⁻¹ comes from a float64 Cholesky factorisation and inverse (engine, invertSpd) at each ρ
  *    instead of one float64 eigendecomposition Q diag(1/(λ + ρ)) Qᵀ: the engine has no eigensolver, and
  *    both cost O(n³) per ρ (the reference's Q·diag·Qᵀ product is n³ too). The inverse is the same matrix,
  *    rounded to float32 for the ADMM products as in the reference.
- *  - CG stops when every row's residual on its kept entries is ≤ 1e-4 · ‖y_r‖. The reference tests the
- *    residual over all entries, which does not vanish off the mask, so it always runs its 10 iterations.
+ *  - A row's CG stops when its residual on its kept entries is ≤ 1e-4 of its right-hand side there. The
+ *    reference tests the residual over all entries, which does not vanish off the mask, so it always runs
+ *    its 10 iterations. Never-active inputs (H_jj = 0) are left out of CG's support (pcg.ts).
  *  - The reference also evaluates the objective every 3 iterations only to print it; we do not.
  *  - Ties in P are taken in index order (torch.topk leaves them unspecified); the support is the mask we
  *    chose, not `entry == 0` (a kept weight that is exactly 0 stays in the support). N:M tails: a last
  *    group of t < M columns loses min(N, t) (nm.ts); the reference requires cols % M == 0.
- *  - The reported loss is ½ Σ_r (w_r − ŵ_r)ᵀ H (w_r − ŵ_r), comparable to SparseGPT's; the reference
- *    returns the error relative to ½ Σ_r w_rᵀ Hd w_r (in the notes).
+ *  - The reported loss is ½ Σ_r (w_r − ŵ_r)ᵀ H (w_r − ŵ_r), comparable to SparseGPT's (the notes give it
+ *    before PCG too); the reference returns the error relative to Σ_r w_rᵀ Hd w_r.
  *
  * Precision: as in the reference, the ADMM and CG products run in float32 (engine gemm) and the inverse is
- * formed in float64; CG's inner products, step sizes and iterate are float64 here.
+ * formed in float64; CG's inner products, step sizes and iterates are float64 (pcg.ts).
  *
  * Cost and memory: one (rows × n) × (n × n) product per ADMM iteration, one float64 inverse per ρ change
  * (every 3 iterations), one product per CG iteration. Besides H, a layer holds Hn (float32, shared by the
@@ -50,6 +53,7 @@ import { type PruneResult, type SparsitySpec, type Weight, checkSpec, checkWeigh
 import { kthSmallest } from './select.js';
 import { markLowestInGroup } from './nm.js';
 import type { PruneMethod } from './method.js';
+import { pcgRefine } from './pcg.js';
 
 /** The reference's defaults (ALPS_admm's arguments, llama.py/opt.py call it with rho = 0.1, and cg_batch's). */
 export const ALPS_DEFAULTS = {
@@ -86,6 +90,8 @@ export const alps: PruneMethod = {
 /** Step 1 for one input's H: the damped, unit-diagonal Hn and the scales s. Shared by the layers reading the input. */
 export interface NormalizedGram {
   readonly n: number;
+  /** H as given (read, not modified: PCG's matrix). */
+  readonly h: Float32Array | Float64Array;
   /** Hn [n, n] float32. */
   readonly hn: Float32Array;
   /** s_j = sqrt(Hd_jj) + 1e-8. */
@@ -109,7 +115,7 @@ export function normalizeGram(h: Float32Array | Float64Array, n: number, damp: n
     const si = scale[i];
     for (let j = 0; j < n; j++) hn[o + j] = (h[o + j] + (i === j ? added : 0)) / (si * scale[j]);
   }
-  return { n, hn, scale, added, damp };
+  return { n, h, hn, scale, added, damp };
 }
 
 /**
@@ -138,35 +144,24 @@ export async function alpsPrune(w: Weight, h: Float32Array | Float64Array | Norm
   const b = admm.b;
   const mask = proj.project(b, b); // the final support: P(B), in place
 
-  const cg = cgIter > 0 ? await conjugateGradients(b, y, hn, mask, rows, n, cgIter, ALPS_DEFAULTS.cgTol) : { iterations: 0, converged: false };
-
-  // Loss ½ Σ δbᵀ Hn δb − ½ added Σ δw² = ½ Σ δwᵀ H δw, and the reference's relative error.
-  const delta = new Float32Array(total);
-  for (let k = 0; k < total; k++) delta[k] = b[k] - b0[k];
-  const hd = await matmul(delta, [rows, n], hn, [n, n]);
-  let quad = 0, base = 0, dw2 = 0;
+  // Step 4 (pcg.ts): on H with ridge `added` and Jacobi preconditioning, which is the reference's plain CG
+  // on Hn in the scaled variables. It also measures the layer's error Σ_r (w_r − ŵ_r)ᵀ H (w_r − ŵ_r).
+  const support = new Uint8Array(total);
   for (let r = 0; r < rows; r++) {
     for (let j = 0; j < n; j++) {
       const k = r * n + j;
-      quad += delta[k] * hd[k];
-      base += b0[k] * y[k];
-      const dw = delta[k] / scale[j];
-      dw2 += dw * dw;
+      support[k] = mask[k] ? 0 : 1;
+      b[k] = mask[k] ? 0 : b[k] / scale[j];
     }
   }
-
-  for (let r = 0; r < rows; r++) {
-    for (let j = 0; j < n; j++) {
-      const k = r * n + j;
-      w.data[k] = mask[k] ? 0 : b[k] / scale[j];
-    }
-  }
+  const cg = await pcgRefine(gram.h, n, w.data, b, rows, { iterations: cgIter, tolerance: ALPS_DEFAULTS.cgTol, ridge: gram.added, support });
+  w.data.set(b);
   const notes = [
     `ALPS: ${admm.iterations} ADMM iterations (final rho ${+admm.rho.toPrecision(4)}${admm.restarts ? `, ${admm.restarts} restart(s)` : ''}), ` +
-      `${cg.iterations} CG iterations${cg.converged ? ' (converged)' : ''}, relative error ${+(quad / (base || 1)).toPrecision(4)}`,
+      `${cg.iterations} PCG iterations (${cg.converged} of ${rows} rows converged, residual ${+cg.residual.toPrecision(3)}), error ${+cg.errorBefore.toPrecision(4)} before PCG`,
     ...tailNote(n, spec),
   ];
-  return { pruned: countZeros(w.data), total, loss: Math.max(0, (quad - gram.added * dw2) / 2), damp: gram.damp, notes };
+  return { pruned: countZeros(w.data), total, loss: cg.errorAfter / 2, damp: gram.damp, notes };
 }
 
 /**
@@ -354,60 +349,4 @@ async function runAdmm(b0: Float32Array, y: Float32Array, hn: Float32Array, n: n
     releaseScratch();
   }
   return { b, iterations: it, rho, restarts };
-}
-
-/**
- * Step 4: per row r, minimise ½ bᵀ Hn b − yᵀ b over the entries kept by `mask`, from b (in place), by
- * conjugate gradients on all rows at once (one [rows, n] × Hn product per iteration).
- */
-async function conjugateGradients(b: Float32Array, y: Float32Array, hn: Float32Array, mask: Uint8Array, rows: number, n: number, maxIter: number, tol: number): Promise<{ iterations: number; converged: boolean }> {
-  const total = rows * n;
-  const x = Float64Array.from(b);
-  const res = new Float64Array(total);
-  const p = new Float32Array(total);
-  const ap = await matmul(b, [rows, n], hn, [n, n]);
-  const rz = new Float64Array(rows);
-  const stop = new Float64Array(rows);
-  for (let r = 0; r < rows; r++) {
-    let s = 0, yn = 0;
-    for (let j = 0; j < n; j++) {
-      const k = r * n + j;
-      const e = mask[k] ? 0 : y[k] - ap[k];
-      res[k] = e;
-      p[k] = e;
-      s += e * e;
-      yn += y[k] * y[k];
-    }
-    rz[r] = s;
-    stop[r] = tol * tol * yn;
-  }
-  let iterations = 0;
-  let converged = rz.every((s, r) => s <= stop[r]);
-  while (!converged && iterations < maxIter) {
-    await matmul(p, [rows, n], hn, [n, n], { out: ap });
-    iterations++;
-    converged = true;
-    for (let r = 0; r < rows; r++) {
-      const o = r * n;
-      let pap = 0;
-      for (let j = 0; j < n; j++) pap += p[o + j] * ap[o + j];
-      if (rz[r] === 0 || !(pap > 0)) continue; // this row is solved (or its direction is degenerate)
-      const alpha = rz[r] / pap;
-      let s = 0;
-      for (let j = 0; j < n; j++) {
-        const k = o + j;
-        if (mask[k]) continue;
-        x[k] += alpha * p[k];
-        const e = res[k] - alpha * ap[k];
-        res[k] = e;
-        s += e * e;
-      }
-      const beta = s / rz[r];
-      rz[r] = s;
-      for (let j = 0; j < n; j++) p[o + j] = mask[o + j] ? 0 : res[o + j] + beta * p[o + j];
-      if (s > stop[r]) converged = false;
-    }
-  }
-  for (let k = 0; k < total; k++) b[k] = mask[k] ? 0 : x[k];
-  return { iterations, converged };
 }

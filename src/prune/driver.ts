@@ -18,6 +18,7 @@ import { nmHoldsWithTail } from './pattern-check.js';
 import type { FiniteGuard } from '../run/finite.js';
 import { ShearsError, usageError } from '../errors.js';
 import { refineLayer, type RefineReport } from './refine.js';
+import { blockOutlierRatio, owlSparsities, type OwlReport, type OwlSettings } from './owl.js';
 import { DEFAULT_DAMP } from './sparsegpt.js';
 
 export { METHODS, type Method } from './methods.js';
@@ -39,9 +40,21 @@ export interface PruneOptions {
   includeLmHead?: boolean;
   /** Hardening: checks activations, statistics and pruned weights for NaN/Inf (weights as read: see job.ts). */
   finite?: FiniteGuard;
+  /** MoE: a routed expert that receives fewer calibration tokens than this is pruned by magnitude (default 64). */
+  minExpertTokens?: number;
   /** After the method, re-solve each row's kept weights on H by PCG (refine.ts). */
   refine?: boolean;
+  /** OWL per-block sparsities from the dense model's outlier ratios (owl.ts); unstructured only. */
+  owl?: OwlSettings;
 }
+
+/**
+ * The fallback rule for rarely routed experts: with fewer routed tokens than this, an expert's statistics
+ * describe too few samples to rank its weights (with none, SparseGPT's H is zero and every input is "dead",
+ * so the whole matrix would be zeroed), so it is pruned by magnitude instead and the report says so.
+ * shears' choice, not from a paper; --min-expert-tokens changes it.
+ */
+export const DEFAULT_MIN_EXPERT_TOKENS = 64;
 
 export interface LayerReport {
   block: number;
@@ -59,6 +72,10 @@ export interface LayerReport {
   damp?: number;
   retries?: number;
   notes?: string[];
+  /** MoE routed expert: the calibration tokens the router sent to it (what its statistics hold). */
+  routedTokens?: number;
+  /** MoE routed expert pruned by the fallback rule (too few routed tokens): the method used instead. */
+  fallback?: 'magnitude';
   /** --refine: PCG steps, residual and the reconstruction error before and after. */
   refine?: RefineReport;
   seconds: number;
@@ -70,6 +87,8 @@ export interface Timings {
   pruning: number;
   /** --refine's share of `pruning`. */
   refine?: number;
+  /** --owl: the pass over the dense model before pruning (forward and scores). */
+  owl?: number;
 }
 
 export interface DriverHooks {
@@ -78,8 +97,8 @@ export interface DriverHooks {
   onProgress?(event: { block: number; blocks: number; stage: string }): void;
 }
 
-export function needsCalibration(opts: Pick<PruneOptions, 'method' | 'refine'>): boolean {
-  return PRUNE_METHODS[opts.method].statistic !== 'none' || !!opts.refine;
+export function needsCalibration(opts: Pick<PruneOptions, 'method' | 'refine' | 'owl'>): boolean {
+  return PRUNE_METHODS[opts.method].statistic !== 'none' || !!opts.refine || !!opts.owl;
 }
 
 /** A fresh statistic for one layer input, holding what the chosen method (and --refine: H, kept readable) reads. */
@@ -96,6 +115,13 @@ function linearView(layer: LinearLayer, stored: Float32Array): Float32Array {
   const t = new Float32Array(rows * cols);
   for (let c = 0; c < cols; c++) for (let r = 0; r < rows; r++) t[r * cols + c] = stored[c * rows + r];
   return t;
+}
+
+/** A layer's values within its stored tensor (a fused expert tensor holds several layers). */
+export function layerData(l: LinearLayer, w: Weights): Float32Array {
+  const stored = w.get(l.tensor);
+  if (!stored) throw new Error(`block weights lack "${l.tensor}"`);
+  return l.part ? stored.subarray(l.part.offset, l.part.offset + l.rows * l.cols) : stored;
 }
 
 function storeBack(layer: LinearLayer, view: Float32Array, stored: Float32Array): void {
@@ -123,15 +149,24 @@ interface Run {
   timings: Timings;
 }
 
-export async function pruneBlocks(arch: Architecture, src: TensorSource, windows: Windows | undefined, opts: PruneOptions, hooks: DriverHooks): Promise<{ layers: LayerReport[]; timings: Timings }> {
+export async function pruneBlocks(arch: Architecture, src: TensorSource, windows: Windows | undefined, opts: PruneOptions, hooks: DriverHooks): Promise<{ layers: LayerReport[]; timings: Timings; owl?: OwlReport }> {
   const calibrated = needsCalibration(opts);
   if (calibrated && !windows) throw new Error(`${opts.method} needs calibration windows`);
+  // OWL: a whole pass over the dense model comes first; its per-block sparsities then drive the pruning.
+  let owl: OwlReport | undefined;
+  let owlSeconds: number | undefined;
+  if (opts.owl) {
+    const t0 = performance.now();
+    owl = await owlPass(arch, src, windows!, opts, hooks);
+    owlSeconds = (performance.now() - t0) / 1000;
+    opts = { ...opts, layerSparsity: owl.sparsities };
+  }
   const run: Run = {
     arch, src, opts, hooks, calibrated,
     skip: globMatcher(opts.skip ?? []),
     seq: windows?.seqlen ?? 0,
     layers: [],
-    timings: { forward: 0, statistics: 0, pruning: 0 },
+    timings: { forward: 0, statistics: 0, pruning: 0, ...(owlSeconds !== undefined ? { owl: owlSeconds } : {}) },
   };
 
   const t = performance.now();
@@ -144,7 +179,35 @@ export async function pruneBlocks(arch: Architecture, src: TensorSource, windows
   // block loads, which held two blocks and the widest Hessian at the peak.
   for (let b = 0; b < arch.spec.numLayers; b++) await pruneBlock(run, b);
   if (opts.includeLmHead) await pruneHead(run, windows?.count ?? 0);
-  return { layers: run.layers, timings: run.timings };
+  return { layers: run.layers, timings: run.timings, ...(owl ? { owl } : {}) };
+}
+
+/**
+ * OWL's pass: the dense model over the calibration windows, block by block (one block's weights and the
+ * windows' hidden states in memory), pooling each block's Wanda scores into its outlier ratio.
+ */
+async function owlPass(arch: Architecture, src: TensorSource, windows: Windows, opts: PruneOptions, hooks: DriverHooks): Promise<OwlReport> {
+  const { m, lambda } = opts.owl!;
+  if (opts.spec.kind !== 'unstructured') throw usageError('--owl needs --sparsity: per-block N:M would change N from block to block');
+  const seq = windows.seqlen;
+  const x = await arch.embed(loadWeights(src, arch.embedTensors()), windows.ids, seq);
+  const ratios: number[] = [];
+  for (let b = 0; b < arch.spec.numLayers; b++) ratios.push(await owlBlock(arch, src, b, x, seq, m, hooks));
+  return { m, lambda, outlierRatios: ratios, sparsities: owlSparsities(ratios, opts.spec.sparsity, lambda) };
+}
+
+async function owlBlock(arch: Architecture, src: TensorSource, b: number, x: Float32Array, seq: number, m: number, hooks: DriverHooks): Promise<number> {
+  collectGarbage();
+  hooks.onProgress?.({ block: b, blocks: arch.spec.numLayers, stage: 'OWL outlier ratios on the dense model' });
+  const w = loadWeights(src, arch.blockTensors(b));
+  const all = arch.linears(b);
+  const stats = new Map<string, LayerInput>(all.map((l) => [l.input, new LayerInput(l.cols, { columnNorms: true, gram: false, keepGram: false })]));
+  await runBlockOver(arch, b, w, x, seq, x, async (inputs, n) => {
+    for (const [id, acc] of stats) await acc.add(inputs[id], inputs[id].length / acc.cols, n);
+  });
+  await releaseBlockSessions();
+  for (const acc of stats.values()) await acc.finish();
+  return blockOutlierRatio(all.map((l) => ({ weight: { data: linearView(l, w.get(l.tensor)!), rows: l.rows, cols: l.cols }, colSq: stats.get(l.input)!.columnNorms() })), m);
 }
 
 /** Block b: statistics, pruning (stage by stage with --true-sequential), then the pruned re-run that feeds block b+1. */
@@ -162,7 +225,7 @@ async function pruneBlock(run: Run, b: number): Promise<void> {
     await pruneStage(run, b, w, todo);
   }
   for (const l of all.filter(isSkipped)) {
-    run.layers.push({ block: b, name: l.name, tensor: l.tensor, rows: l.rows, cols: l.cols, skipped: true, sparsity: zeroFraction(w.get(l.tensor)!), seconds: 0 });
+    run.layers.push({ block: b, name: l.name, tensor: l.tensor, rows: l.rows, cols: l.cols, skipped: true, sparsity: zeroFraction(layerData(l, w)), seconds: 0 });
   }
   if (run.calibrated) {
     const t = performance.now();
@@ -181,11 +244,11 @@ async function pruneStage(run: Run, b: number, w: Weights, todo: LinearLayer[]):
   const stats = run.calibrated && todo.length > 0 ? await collectStats(run, b, w, todo) : new Map<string, LayerInput>();
   for (const [k, l] of todo.entries()) {
     const t = performance.now();
-    const r = await pruneLayer(l, w.get(l.tensor)!, stats, spec, opts, run.layers.length);
+    const r = await pruneLayer(l, layerData(l, w), stats, spec, opts, run.layers.length, run.calibrated);
     if (r.refine) timings.refine = (timings.refine ?? 0) + r.refine.seconds;
     // A statistic is dropped after the last layer that reads it (a Gram matrix is cols² floats).
     if (!todo.slice(k + 1).some((m) => m.input === l.input)) stats.delete(l.input);
-    opts.finite?.check(`block ${b}: the pruned weights of ${l.tensor}`, w.get(l.tensor)!); // hardening: non-finite
+    opts.finite?.check(`block ${b}: the pruned weights of ${l.tensor}`, layerData(l, w)); // hardening: non-finite
     const seconds = (performance.now() - t) / 1000;
     run.layers.push({ block: b, ...r, seconds });
     timings.pruning += seconds;
@@ -200,9 +263,10 @@ async function collectStats(run: Run, b: number, w: Weights, todo: LinearLayer[]
   const t = performance.now();
   // Only the forward's output is thrown away here: the next block's inputs come from the pruned re-run.
   // Performance: null drops it (no x-sized scratch per block: fresh pages cost ~3.5 ms/MiB here).
-  await runBlockOver(run.arch, b, w, run.x!, run.seq, null, async (inputs, n) => {
+  await runBlockOver(run.arch, b, w, run.x!, run.seq, null, async (inputs, n, sequences) => {
     const s0 = performance.now();
-    for (const [id, acc] of stats) await acc.add(inputs[id], inputs[id].length / acc.cols, n);
+    // An MoE expert's input holds only its routed tokens, from the windows that routed any (`sequences`).
+    for (const [id, acc] of stats) await acc.add(inputs[id], inputs[id].length / acc.cols, sequences?.[id] ?? n);
     statSeconds += (performance.now() - s0) / 1000;
   });
   const s0 = performance.now();
@@ -261,15 +325,20 @@ async function pruneHead(run: Run, windows: number): Promise<void> {
  * Prunes one linear layer in place (stored layout) with the chosen method, reading its input's statistic
  * from `stats`; `index` seeds --method random.
  */
-async function pruneLayer(l: LinearLayer, stored: Float32Array, stats: Map<string, LayerInput>, spec: SparsitySpec, opts: PruneOptions, index: number): Promise<Omit<LayerReport, 'block' | 'seconds'>> {
+async function pruneLayer(l: LinearLayer, stored: Float32Array, stats: Map<string, LayerInput>, spec: SparsitySpec, opts: PruneOptions, index: number, calibrated = false): Promise<Omit<LayerReport, 'block' | 'seconds'>> {
   const view = linearView(l, stored);
   const weight = { data: view, rows: l.rows, cols: l.cols };
   const input = stats.get(l.input) ?? newInput(opts, l.cols);
-  const dense = opts.refine ? Float32Array.from(view) : undefined;
+  // MoE: a routed expert's statistic counts its routed tokens; too few → the documented fallback (magnitude).
+  const routedTokens = l.expert !== undefined && calibrated ? input.tokens : undefined;
+  const minTokens = opts.minExpertTokens ?? DEFAULT_MIN_EXPERT_TOKENS;
+  const fallback = routedTokens !== undefined && routedTokens < minTokens;
+  // A fallback expert is not refined: its H holds too few tokens to say anything.
+  const dense = opts.refine && !fallback ? Float32Array.from(view) : undefined;
   let r: PruneResult;
   let refine: RefineReport | undefined;
   try {
-    r = await PRUNE_METHODS[opts.method].prune(weight, input, spec, opts, index);
+    r = fallback ? await PRUNE_METHODS.magnitude.prune(weight, input, spec, opts, index) : await PRUNE_METHODS[opts.method].prune(weight, input, spec, opts, index);
     if (dense) refine = await refineLayer(weight, dense, input, opts.damp ?? DEFAULT_DAMP);
   } catch (e) {
     if (e instanceof ShearsError) throw new ShearsError(`${l.tensor}: ${e.message}`, e.exitCode);
@@ -280,7 +349,10 @@ async function pruneLayer(l: LinearLayer, stored: Float32Array, stats: Map<strin
     name: l.name, tensor: l.tensor, rows: l.rows, cols: l.cols, skipped: false,
     sparsity: zeroFraction(view),
     nmOk: spec.kind === 'nm' ? nmHoldsWithTail(view, l.rows, l.cols, spec.n, spec.m) : undefined,
-    loss: r.loss, damp: r.damp, retries: r.retries, notes: r.notes, refine,
+    loss: r.loss, damp: r.damp, retries: r.retries, refine,
+    notes: fallback ? [...(r.notes ?? []), `expert received ${routedTokens} calibration tokens (fewer than ${minTokens}): pruned by magnitude`] : r.notes,
+    ...(routedTokens !== undefined ? { routedTokens } : {}),
+    ...(fallback ? { fallback: 'magnitude' as const } : {}),
   };
 }
 

@@ -23,6 +23,7 @@ import { loadTokenizer } from '../tokenize/tokenizer.js';
 import { needsCalibration, pruneBlocks, type LayerReport, type PruneOptions, type Timings } from './driver.js';
 import { describeSpec } from './spec.js';
 import { REFINE_SETTINGS } from './refine.js';
+import { checkOwl, type OwlReport } from './owl.js';
 import { SHEARS_VERSION } from '../version.js';
 import { FiniteGuard, guardedSource, type NonFiniteFault } from '../run/finite.js';
 
@@ -56,6 +57,8 @@ export interface PruneReport {
   calibration: { source: string; nsamples: number; seqlen: number; seed: number } | null;
   options: { blocksize?: number; damp?: number; trueSequential: boolean; skip: string[]; refine?: typeof REFINE_SETTINGS };
   layers: LayerReport[];
+  /** --owl: M, lambda, each block's outlier ratio on the dense model and the sparsity it got. */
+  owl?: OwlReport;
   /** Zeros over all prunable (non-skipped) linear weights. */
   sparsity: number;
   nmOk?: boolean;
@@ -84,6 +87,11 @@ export async function runPrune(job: PruneJob): Promise<PruneReport> {
     checkWindowArgs(job.nsamples, seqlen, arch.spec.maxPositions);
     if (job.spec.kind === 'nm' && job.method === 'sparsegpt' && (job.blocksize ?? 128) % job.spec.m !== 0) {
       throw usageError(`--blocksize ${job.blocksize} must be a multiple of M = ${job.spec.m} for N:M SparseGPT`);
+    }
+    if (job.owl) {
+      if (job.spec.kind !== 'unstructured') throw usageError(`--owl needs --sparsity, not --pattern ${describeSpec(job.spec)}: OWL's N:M mode changes N from block to block, which breaks the N:M pattern`);
+      if (job.layerSparsity) throw usageError('--owl and --layer-sparsity both set the per-block sparsity: give one of them');
+      checkOwl(job.owl, job.spec.sparsity);
     }
     if (job.wbits !== undefined && ![4, 8].includes(job.wbits)) throw usageError(`--wbits must be 4 or 8, got ${job.wbits}`);
     const format = job.format ?? 'dense';
@@ -134,7 +142,7 @@ export async function runPrune(job: PruneJob): Promise<PruneReport> {
         const left = ((performance.now() - started) / done) * (total - done);
         return `, about ${Math.ceil(left / 1000)} s left`;
       };
-      const { layers, timings } = await pruneBlocks(arch, src, windows, { ...job, finite }, {
+      const { layers, timings, owl } = await pruneBlocks(arch, src, windows, { ...job, finite }, {
         onBlockDone: (b, weights) => {
           // Block linears only: an LM head pruned with --include-lm-head (b = numLayers) stays unquantized.
           if (job.wbits !== undefined && b < arch.spec.numLayers) {
@@ -174,6 +182,7 @@ export async function runPrune(job: PruneJob): Promise<PruneReport> {
         pattern,
         calibration: windows ? { source: calibSource, nsamples: windows.count, seqlen: windows.seqlen, seed: job.seed ?? 0 } : null,
         options: { blocksize: job.blocksize, damp: job.damp, trueSequential: job.trueSequential ?? false, skip: job.skip ?? [], ...(job.refine ? { refine: REFINE_SETTINGS } : {}) },
+        ...(owl ? { owl } : {}),
         layers,
         sparsity: total ? zeros / total : 0,
         nmOk: job.spec.kind === 'nm' ? pruned.every((l) => l.nmOk) : undefined,

@@ -18,6 +18,7 @@ export class LayerInput {
   private readonly gramAcc?: GramAccumulator;
   private readonly keepGram: boolean;
   private readonly derived = new Map<string, Promise<unknown>>();
+  private tokenCount = 0;
 
   constructor(cols: number, needs: InputNeeds) {
     this.cols = cols;
@@ -27,8 +28,14 @@ export class LayerInput {
   }
 
   async add(x: Float32Array, tokens: number, sequences: number): Promise<void> {
+    this.tokenCount += tokens;
     await this.norms?.add(x, tokens, sequences);
     await this.gramAcc?.add(x, tokens, sequences);
+  }
+
+  /** Calibration tokens added (rows of x). */
+  get tokens(): number {
+    return this.tokenCount;
   }
 
   /** After the last add(): statistics that batch their work complete it. */

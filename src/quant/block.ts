@@ -24,14 +24,18 @@ export function quantizeBlock(
   const grids = new Map<string, StoredGrid>();
   for (const l of layers) {
     if (skipped(l)) continue;
-    const stored = weights.get(l.tensor);
-    if (!stored) throw new Error(`block weights lack "${l.tensor}"`);
-    const orig = original(l.tensor);
+    const whole = weights.get(l.tensor);
+    if (!whole) throw new Error(`block weights lack "${l.tensor}"`);
+    // A fused expert tensor holds several layers: each is quantized on its own grid (not kept: the
+    // compressed formats store fused 3-D tensors unchanged, see export/targets.ts).
+    const part = (a: Float32Array) => (l.part ? a.subarray(l.part.offset, l.part.offset + l.rows * l.cols) : a);
+    const stored = part(whole);
+    const orig = part(original(l.tensor));
     const view = l.transposed ? transpose(orig, l.cols, l.rows) : orig;
     const g = storedGridOf(findRowGrid(view, l.rows, l.cols, bits), l.transposed);
     const [rows, cols] = l.transposed ? [l.cols, l.rows] : [l.rows, l.cols];
     quantizeStoredInPlace(stored, rows, cols, g);
-    grids.set(l.tensor, g);
+    if (!l.part) grids.set(l.tensor, g);
   }
   return grids;
 }

@@ -19,7 +19,7 @@ export function targetOfPattern(pattern: string): number | null {
 }
 
 /** Fields of a PruneReport the plot reads (so older or partial reports still plot). */
-export type LayerPlotInput = Pick<PruneReport, 'method' | 'pattern' | 'model' | 'layers'> & { sparsity?: number };
+export type LayerPlotInput = Pick<PruneReport, 'method' | 'pattern' | 'model' | 'layers'> & { sparsity?: number; owl?: PruneReport['owl'] };
 
 export function layerPlotSvg(r: LayerPlotInput, title?: string): string {
   const layers = r.layers;
@@ -32,6 +32,7 @@ export function layerPlotSvg(r: LayerPlotInput, title?: string): string {
     title: title ?? `Per-layer result: ${r.method} ${r.pattern}`,
     subtitle:
       `${r.model}${r.sparsity !== undefined ? `; ${(100 * r.sparsity).toFixed(2)}% zeros over all pruned layers` : ''}` +
+      (r.owl ? `; OWL block sparsities ${r.owl.sparsities.map((s) => (100 * s).toFixed(1)).join(', ')}%` : '') +
       (hasLoss ? (layers.some((l) => l.skipped) ? '; skipped layers (*) have no loss' : '') : `; ${r.method} reports no reconstruction loss`),
     xLabel: 'linear layer (decoder block . layer; blocks shaded alternately)',
     categories: layers.map((l) => `${l.block}.${short(l.name)}${l.skipped ? '*' : ''}`),

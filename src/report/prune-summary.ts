@@ -26,6 +26,7 @@ export function formatPruneSummary(r: PruneReport, evals?: { dense: EvalResult; 
     table(rows),
     `method ${r.method}, pattern ${r.pattern}, realised sparsity of pruned layers ${(100 * r.sparsity).toFixed(2)}%` +
       (r.nmOk === undefined ? '' : `, N:M ${r.nmOk ? 'holds in every layer' : 'VIOLATED'}`),
+    ...(r.owl ? [`OWL (M ${r.owl.m}, lambda ${r.owl.lambda}): block sparsities ${r.owl.sparsities.map((s) => (100 * s).toFixed(1) + '%').join(', ')} from outlier ratios ${r.owl.outlierRatios.map((d) => (100 * d).toFixed(2) + '%').join(', ')}${r.timings.owl !== undefined ? ` (dense pass ${r.timings.owl.toFixed(1)} s)` : ''}`] : []),
     ...(r.options.refine ? [`refine: PCG on each row's kept weights, at most ${r.options.refine.iterations} steps, tolerance ${r.options.refine.tolerance}; layer error ‖(W−Ŵ)X‖² summed ${sumErr(r, 'errorBefore').toPrecision(4)} -> ${sumErr(r, 'errorAfter').toPrecision(4)}${r.timings.refine !== undefined ? ` in ${r.timings.refine.toFixed(1)} s` : ''}`] : []),
     r.calibration ? `calibration ${r.calibration.source}: ${r.calibration.nsamples} x ${r.calibration.seqlen} tokens, seed ${r.calibration.seed}` : 'calibration: none',
     `time ${r.timings.total.toFixed(1)} s (forward ${r.timings.forward.toFixed(1)}, statistics ${r.timings.statistics.toFixed(1)}, pruning ${r.timings.pruning.toFixed(1)}), peak RSS ${(r.peakRssBytes / 2 ** 20).toFixed(0)} MiB`,

@@ -12,8 +12,11 @@ export function loadWeights(src: TensorSource, names: string[]): Weights {
   return w;
 }
 
-/** Captured linear inputs of one micro-batch, by input id, [tokens, width]; `windows` sequences. */
-export type InputsHook = (inputs: Record<string, Float32Array>, windows: number) => Promise<void> | void;
+/**
+ * Captured linear inputs of one micro-batch, by input id, [tokens, width]; `windows` sequences, or
+ * `sequences[id]` for an input that only some windows fed (MoE experts).
+ */
+export type InputsHook = (inputs: Record<string, Float32Array>, windows: number, sequences?: Record<string, number>) => Promise<void> | void;
 
 /**
  * Bytes of attention scores ([windows, heads, seq, seq] float32) per call. ORT materialises the scores about
@@ -65,7 +68,7 @@ export async function runBlockOver(
     // Writing straight into `out` is allowed only when it does not alias the input.
     const target = discard ? null : staging ? staging.subarray(0, to - from) : out!.subarray(from, to);
     const r = await arch.runBlock(i, w, x.subarray(from, to), seq, onInputs !== undefined, target);
-    if (onInputs) await onInputs(r.inputs, n);
+    if (onInputs) await onInputs(r.inputs, n, r.sequences);
     if (out !== null && staging && target) out.set(target, from);
   }
 }

@@ -93,6 +93,9 @@ export async function runStructuredPrune(job: StructuredJob): Promise<Structured
     const spec = arch.spec;
     const L = spec.numLayers;
     if (job.dropBlocks !== undefined && job.dropBlocks >= L) throw usageError(`--drop-blocks ${job.dropBlocks}: the model has ${L} blocks; at least one must stay`);
+    if (!job.spec && ((job.format ?? 'dense') !== 'dense' || job.wbits !== undefined || job.saveCalibTokens !== undefined)) {
+      throw usageError('--format, --wbits and --save-calib-tokens apply to an unstructured pass: with --channels / --heads / --drop-blocks give --sparsity or --pattern too');
+    }
     const channels = job.channels !== undefined ? planChannels(spec, job.channels) : undefined;
     const heads = job.heads !== undefined ? planHeads(spec, job.heads) : undefined;
     const criterion = job.method as StructuredCriterion;

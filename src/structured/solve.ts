@@ -48,12 +48,11 @@ export class AugmentedGram {
     return this.acc.tokens;
   }
 
-  /** G = (1/tokens) Σ x̃x̃ᵀ in float64 (the accumulator's (2/N)·Σ rescaled). */
+  /** G = (1/tokens) Σ x̃x̃ᵀ in float64 (the accumulator's (2/N)·Σ, widened in place and rescaled). Once. */
   result(): Float64Array {
-    const h = this.acc.result();
     const scale = this.acc.tokens > 0 ? this.acc.sequences / (2 * this.acc.tokens) : 0;
-    const g = new Float64Array(h.length);
-    for (let k = 0; k < h.length; k++) g[k] = h[k] * scale;
+    const g = this.acc.takeFloat64();
+    for (let k = 0; k < g.length; k++) g[k] *= scale;
     return g;
   }
 }

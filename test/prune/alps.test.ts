@@ -44,6 +44,7 @@ async function gramOf(x: Float32Array, tokens: number, cols: number, sequences: 
   const acc = new GramAccumulator(cols);
   const per = tokens / sequences;
   for (let s = 0; s < sequences; s++) await acc.add(x.subarray(s * per * cols, (s + 1) * per * cols), per, 1);
+  await acc.finish();
   return acc.result();
 }
 
@@ -100,7 +101,8 @@ describe('ALPS matches a float64 transcription of the reference', () => {
       const e = reconstructionError(w0, w, h, rows, cols);
       const eRef = reconstructionError(w0, ref, h, rows, cols);
       expect(Math.abs(e - eRef)).toBeLessThanOrEqual(0.02 * eRef);
-      expect(res.loss! * 2).toBeCloseTo(e, 2);
+      // The reported loss is pcg.ts's float32-product measure of the same error.
+      expect(Math.abs(res.loss! * 2 - e)).toBeLessThanOrEqual(1e-3 * e);
     });
   }
 });
@@ -168,6 +170,7 @@ describe('ALPS on the real layers of stories260K', () => {
         await runBlockOver(arch, b, w, x, windows.seqlen, null, async (inputs, n) => {
           for (const [id, a] of acc) await a.add(inputs[id], inputs[id].length / a.cols, n);
         });
+        for (const a of acc.values()) await a.finish();
         for (const l of arch.linears(b)) layers.push({ name: `${b}.${l.name}`, rows: l.rows, cols: l.cols, w: w.get(l.tensor)!, h: acc.get(l.input)!.result() });
       }
       const next = new Float32Array(x.length);

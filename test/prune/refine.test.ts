@@ -42,6 +42,7 @@ function layerError(x: Float32Array, tokens: number, sequences: number, w0: Floa
 async function check(method: Method, spec: SparsitySpec, w0: Float32Array, rows: number, cols: number, x: Float32Array, tokens: number, sequences: number): Promise<{ before: number; after: number }> {
   const input = new LayerInput(cols, { columnNorms: true, gram: true, keepGram: true });
   await input.add(x, tokens, sequences);
+  await input.finish();
   const w = { data: Float32Array.from(w0), rows, cols };
   await PRUNE_METHODS[method].prune(w, input, spec, { seed: 0 }, 3);
   const unrefined = Float32Array.from(w.data);

@@ -113,6 +113,33 @@ describe('shears prune --channels --heads --drop-blocks (stories260K: 5 blocks, 
     }
   });
 
+  it('--heads 0.5 on GQA: one query head from every KV group, K/V untouched, q rows and o_proj columns of the same heads', async () => {
+    const out = join(root, 'heads-per-group');
+    const rep = await prune(STORIES, out, { heads: 0.5 });
+    expect(rep.structured.heads!.mode).toBe('per-group');
+    const c = config(out);
+    expect([c.num_attention_heads, c.num_key_value_heads, c.head_dim]).toEqual([4, 4, 8]);
+    const a = Checkpoint.openFolder(STORIES);
+    const b = Checkpoint.openFolder(out);
+    try {
+      for (const blk of rep.structured.blocks) {
+        const heads = blk.removedHeads!;
+        expect(heads.map((h) => Math.floor(h / 2))).toEqual([0, 1, 2, 3]); // one per KV group
+        const p = `model.layers.${blk.block}.self_attn`;
+        for (const kv of ['k_proj', 'v_proj']) expect(Buffer.from(b.readBytes(`${p}.${kv}.weight`)).equals(Buffer.from(a.readBytes(`${p}.${kv}.weight`)))).toBe(true);
+        // q_proj keeps exactly the rows of the kept heads, in order.
+        const qa = a.readFloat32(`${p}.q_proj.weight`);
+        const qb = b.readFloat32(`${p}.q_proj.weight`);
+        const kept = [0, 1, 2, 3, 4, 5, 6, 7].filter((h) => !heads.includes(h));
+        kept.forEach((h, i) => expect(qb.subarray(i * 8 * 64, (i + 1) * 8 * 64)).toEqual(qa.subarray(h * 8 * 64, (h + 1) * 8 * 64)));
+        expect(b.info(`${p}.o_proj.weight`).shape).toEqual([64, 32]);
+      }
+    } finally {
+      a.close();
+      b.close();
+    }
+  });
+
   it('with --sparsity afterwards: the reduced model is pruned 50% unstructured in the same run', async () => {
     const out = join(root, 'ch-sp');
     const rep = await prune(STORIES, out, { method: 'wanda', channels: 0.3, spec: { kind: 'unstructured', sparsity: 0.5 } });
