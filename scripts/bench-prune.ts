@@ -5,7 +5,12 @@
  * SparseGPT's pruning time, and they are not projected.
  *
  *   npx tsx scripts/bench-prune.ts [--nsamples 128] [--seqlen 512] [--methods wanda,sparsegpt,alps,wanda+refine]
- *        [--model DIR] [--no-sweep] [--json out/bench-prune.json]
+ *        [--model DIR] [--no-sweep] [--json out/bench-prune.json] [--efficiency-only]
+ *
+ * 0. Efficiency (prune-efficiency.ts): 2 blocks of the synthetic ~100M Llama (16 × 512 tokens) and of a
+ *    TinyLlama-1.1B-shaped one (2 × 2048 tokens) pruned in this process by Wanda and SparseGPT: FLOPs of each
+ *    phase, achieved GFLOP/s, the raw matmul rate at the same shapes in the same run, their ratio, and
+ *    projected wall times for TinyLlama-1.1B and Llama-2-7B at 128 × 2048. `--efficiency-only` stops there.
  *
  * 1. Each method runs as `node bin/shears.js prune … --json` in a child process: wall time per stage from
  *    the report (forward, statistics, pruning), its maxRSS, and the process tree's CPU time and peak RSS
@@ -25,9 +30,11 @@ import { windowsPerCall } from '../src/run/blocks.js';
 import { accumulateGram, choleskyInverseUpper } from '../src/engine/linalg.js';
 import { sparsegptPrune } from '../src/prune/sparsegpt.js';
 import type { PruneReport } from '../src/prune/job.js';
+import type { Method } from '../src/prune/driver.js';
 import type { ModelSpec } from '../src/arch/types.js';
 import { DEFAULT_SYNTHETIC, writeSyntheticLlama } from './synthetic-model.js';
 import { fixed, option, load1, machineInfo, mib, rng, runAndWriteReport, runCli } from './bench-common.js';
+import { SHAPE_100M, SHAPE_7B, SHAPE_TINYLLAMA, measureShape, printProjection, printShape, projectHours } from './prune-efficiency.js';
 
 const args = process.argv.slice(2);
 const nsamples = Number(option('--nsamples') ?? 128);
@@ -37,6 +44,7 @@ const methods = (option('--methods') ?? 'wanda,sparsegpt,alps,wanda+refine').spl
 const jsonPath = option('--json') ?? 'out/bench-prune.json';
 const givenModel = option('--model');
 const sweep = !args.includes('--no-sweep');
+const efficiencyOnly = args.includes('--efficiency-only');
 
 /** The 7B target of the projection (Llama-2-7B / LLaMA-7B shapes). */
 const TARGET = { name: 'Llama 7B', hidden: 4096, intermediate: 11008, layers: 32, heads: 32, kvHeads: 32, nsamples: 128, seqlen: 2048 };
@@ -177,6 +185,8 @@ function leastSquares(rowsF: number[][], y: number[]): number[] {
 async function main(): Promise<Record<string, unknown>> {
   const machine = machineInfo();
   console.log(`machine: ${machine.cpu}, ${machine.cores} cores, node ${machine.node}, onnxruntime-node ${machine.onnxruntime}, threads ${machine.threads}; load ${load1()}`);
+  const efficiency = await efficiencySection((['wanda', 'sparsegpt'] as Method[]).filter((m) => methods.includes(m)));
+  if (efficiencyOnly) return { machine, efficiency };
   let generated: { params: number } | undefined;
   if (!givenModel) {
     generated = { params: writeSyntheticLlama(modelDir, DEFAULT_SYNTHETIC).params };
@@ -251,7 +261,22 @@ async function main(): Promise<Record<string, unknown>> {
     sparsegptLayers: layerTimings,
     gram: grams,
     projection,
+    efficiency,
   };
+}
+
+/** Section 0: per-phase FLOPs and rates against the same run's raw matmul rate, and the projections. */
+async function efficiencySection(ms: Method[]): Promise<Record<string, unknown>> {
+  console.log('\nefficiency (in-process driver, unstructured 50 %; FLOPs as the engine computes them):');
+  const small = await measureShape(SHAPE_100M, 2, 16, 512, ms);
+  printShape(small);
+  const tiny = await measureShape(SHAPE_TINYLLAMA, 2, 2, 2048, ms);
+  printShape(tiny);
+  const projections = { tinyllama: projectHours(tiny, SHAPE_TINYLLAMA), llama7b: projectHours(tiny, SHAPE_7B) };
+  printProjection(tiny, SHAPE_TINYLLAMA, projections.tinyllama);
+  printProjection(tiny, SHAPE_7B, projections.llama7b);
+  console.log('  (7B: forward and statistics at the TinyLlama-shaped rates; SparseGPT pruning scaled by Σ rows·cols² + Σ cols³, Wanda by parameters; 2 cores as here)');
+  return { small, tiny, projectionsHours: projections };
 }
 
 /** Mean seconds per layer name over the blocks. */

@@ -125,5 +125,5 @@ async function gramOf(arch: Architecture, b: number, w: Weights, x: Float32Array
     await acc.add(inputs[id], inputs[id].length / width, n);
   });
   await releaseBlockSessions();
-  return acc.result();
+  return await acc.result();
 }

@@ -49,7 +49,8 @@ export class AugmentedGram {
   }
 
   /** G = (1/tokens) Σ x̃x̃ᵀ in float64 (the accumulator's (2/N)·Σ, widened in place and rescaled). Once. */
-  result(): Float64Array {
+  async result(): Promise<Float64Array> {
+    await this.acc.finish(); // the last stacked rows go into the sum
     const scale = this.acc.tokens > 0 ? this.acc.sequences / (2 * this.acc.tokens) : 0;
     const g = this.acc.takeFloat64();
     for (let k = 0; k < g.length; k++) g[k] *= scale;

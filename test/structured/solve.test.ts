@@ -109,7 +109,7 @@ async function gramOf(x: Float32Array, tokens: number, n: number): Promise<Float
   const half = Math.floor(tokens / 2);
   await acc.add(x.subarray(0, half * n), half, 1);
   await acc.add(x.subarray(half * n), tokens - half, 1);
-  return acc.result();
+  return await acc.result();
 }
 
 function relDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {

@@ -1,0 +1,215 @@
+/**
+ * bench-prune's efficiency section: a few blocks of a synthetic Llama pruned in this process by the driver
+ * (Wanda and SparseGPT at 50 %), each phase's FLOPs and achieved GFLOP/s, the raw matmul rate at the same
+ * shapes measured right after in the same process, their ratio, and the wall time projected from the
+ * measured per-block costs to whole models at 128 × 2048 calibration tokens.
+ *
+ * FLOPs counted (what the engine computes):
+ *  - forward: the statistics pass (every linear but the last projection, whose output nobody reads there)
+ *    plus the pruned re-run (every linear), 2·tokens·params each, and attention as computed, 4·tokens·seq·H·D
+ *    per pass (full S×S scores and context).
+ *  - statistics, SparseGPT: Σ over the block's distinct linear inputs of 2·tokens·cols² (XᵀX as a full
+ *    product; the engine computes half of it and mirrors). Wanda: column sums of squares, bandwidth-bound,
+ *    so only seconds are reported.
+ * Raw matmul rates: forward, the block's seven products [call rows, in]·[out, in]ᵀ at the rows per block
+ * call; statistics, [cols, stack]·[cols, stack]ᵀ per input at the Gram accumulator's stacked rows.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { openModel } from '../src/model.js';
+import { windowsPerCall } from '../src/run/blocks.js';
+import { matmul } from '../src/engine/linalg.js';
+import { pruneBlocks, type Method } from '../src/prune/driver.js';
+import type { FloatDType } from '../src/io/dtype.js';
+import { DEFAULT_SYNTHETIC, writeSyntheticLlama } from './synthetic-model.js';
+import { fixed, load1, rng } from './bench-common.js';
+
+export interface EfficiencyShape {
+  name: string;
+  hidden: number;
+  intermediate: number;
+  heads: number;
+  kvHeads: number;
+  vocab: number;
+  dtype: FloatDType;
+  /** Layers of the real model (for the projection); the synthetic one has `blocks`. */
+  layers: number;
+}
+
+export const SHAPE_100M: EfficiencyShape = { name: 'synthetic ~100M', hidden: DEFAULT_SYNTHETIC.hidden, intermediate: DEFAULT_SYNTHETIC.intermediate, heads: DEFAULT_SYNTHETIC.heads, kvHeads: DEFAULT_SYNTHETIC.kvHeads, vocab: DEFAULT_SYNTHETIC.vocab, dtype: 'F32', layers: DEFAULT_SYNTHETIC.layers };
+export const SHAPE_TINYLLAMA: EfficiencyShape = { name: 'TinyLlama-1.1B-shaped', hidden: 2048, intermediate: 5632, heads: 32, kvHeads: 4, vocab: 32000, dtype: 'BF16', layers: 22 };
+export const SHAPE_7B: EfficiencyShape = { name: 'Llama-2-7B', hidden: 4096, intermediate: 11008, heads: 32, kvHeads: 32, vocab: 32000, dtype: 'F16', layers: 32 };
+
+/** The Gram accumulator's stacked rows (src/prune/stats.ts: 2048, at most 64 MiB per input). */
+const stackRows = (cols: number): number => Math.max(1, Math.min(2048, Math.floor((64 * 2 ** 20) / (cols * 4))));
+
+interface Linear {
+  rows: number;
+  cols: number;
+}
+
+function linears(s: EfficiencyShape): Linear[] {
+  const d = s.hidden / s.heads;
+  const kv = s.kvHeads * d;
+  const h = s.hidden;
+  const m = s.intermediate;
+  return [{ rows: h, cols: h }, { rows: kv, cols: h }, { rows: kv, cols: h }, { rows: h, cols: h }, { rows: m, cols: h }, { rows: m, cols: h }, { rows: h, cols: m }];
+}
+
+const params = (s: EfficiencyShape): number => linears(s).reduce((a, l) => a + l.rows * l.cols, 0);
+/** Distinct linear input widths (attention in, o_proj in, MLP in, down_proj in). */
+const inputWidths = (s: EfficiencyShape): number[] => [s.hidden, s.hidden, s.hidden, s.intermediate];
+
+/** Per-block FLOPs of each phase over `tokens` tokens in windows of `seq`. */
+export function phaseFlops(s: EfficiencyShape, tokens: number, seq: number): { forward: number; gram: number } {
+  const attention = 4 * tokens * seq * s.hidden;
+  const down = s.hidden * s.intermediate;
+  const forward = 2 * tokens * (params(s) - down) + attention + 2 * tokens * params(s) + attention;
+  const gram = inputWidths(s).reduce((a, c) => a + 2 * tokens * c * c, 0);
+  return { forward, gram };
+}
+
+/** SparseGPT's per-block work measure: Σ rows·cols² (lazy updates, OBS loop) + Σ over inputs cols³ (inverse). */
+function sparsegptWork(s: EfficiencyShape): number {
+  return linears(s).reduce((a, l) => a + l.rows * l.cols * l.cols, 0) + inputWidths(s).reduce((a, c) => a + c ** 3, 0);
+}
+
+async function bestOf(reps: number, f: () => Promise<void>): Promise<number> {
+  let best = Infinity;
+  for (let r = 0; r < reps; r++) {
+    const t = performance.now();
+    await f();
+    best = Math.min(best, (performance.now() - t) / 1000);
+  }
+  return best;
+}
+
+/** GFLOP/s of the block's seven products at `rows` rows per call (weights as transB, like the block graphs). */
+async function rawLinearRate(s: EfficiencyShape, rows: number): Promise<number> {
+  const r = rng(rows);
+  const ls = linears(s);
+  const xs = new Map<number, Float32Array>();
+  for (const l of ls) if (!xs.has(l.cols)) xs.set(l.cols, Float32Array.from({ length: rows * l.cols }, r));
+  const ws = ls.map((l) => Float32Array.from({ length: l.rows * l.cols }, () => 0.02 * r()));
+  const outs = ls.map((l) => new Float32Array(rows * l.rows));
+  const seconds = await bestOf(3, async () => {
+    for (const [k, l] of ls.entries()) await matmul(xs.get(l.cols)!, [rows, l.cols], ws[k], [l.rows, l.cols], { transB: true, out: outs[k] });
+  });
+  return (2 * rows * params(s)) / seconds / 1e9;
+}
+
+/** GFLOP/s of the full products [cols, stack]·[cols, stack]ᵀ over the block's inputs (the Gram's shapes). */
+async function rawGramRate(s: EfficiencyShape): Promise<number> {
+  const r = rng(7);
+  let flops = 0;
+  let seconds = 0;
+  for (const cols of new Set(inputWidths(s))) {
+    const k = stackRows(cols);
+    const a = Float32Array.from({ length: cols * k }, r);
+    const out = new Float32Array(cols * cols);
+    const n = inputWidths(s).filter((c) => c === cols).length;
+    seconds += n * (await bestOf(2, async () => void (await matmul(a, [cols, k], a, [cols, k], { transB: true, out }))));
+    flops += n * 2 * k * cols * cols;
+  }
+  return flops / seconds / 1e9;
+}
+
+export interface PhaseResult {
+  method: Method;
+  perBlock: { forward: number; statistics: number; pruning: number };
+  forwardGflops: number;
+  statisticsGflops?: number;
+}
+
+export interface ShapeResult {
+  shape: EfficiencyShape;
+  blocks: number;
+  nsamples: number;
+  seqlen: number;
+  rowsPerCall: number;
+  flopsPerBlock: { forward: number; gram: number };
+  methods: PhaseResult[];
+  rawMatmulGflops: { linear: number; gram: number };
+  load1: number[];
+}
+
+/**
+ * Prunes `blocks` blocks of a synthetic model of shape `s` with each method over nsamples × seqlen random
+ * windows, then measures the raw matmul rates at the same shapes.
+ */
+export async function measureShape(s: EfficiencyShape, blocks: number, nsamples: number, seqlen: number, methods: Method[]): Promise<ShapeResult> {
+  const dir = mkdtempSync(join(tmpdir(), 'shears-efficiency-'));
+  try {
+    writeSyntheticLlama(dir, { ...DEFAULT_SYNTHETIC, hidden: s.hidden, intermediate: s.intermediate, heads: s.heads, kvHeads: s.kvHeads, vocab: s.vocab, dtype: s.dtype, layers: blocks, maxPositions: Math.max(2048, seqlen) });
+    const { ckpt, arch, src } = await openModel(dir);
+    const r = rng(11);
+    const ids = Int32Array.from({ length: nsamples * seqlen }, () => Math.floor((r() + 0.5) * Math.min(512, s.vocab)));
+    const windows = { ids, count: nsamples, seqlen };
+    const tokens = nsamples * seqlen;
+    const flops = phaseFlops(s, tokens, seqlen);
+    const results: PhaseResult[] = [];
+    const loads = [load1()];
+    for (const method of methods) {
+      const { timings } = await pruneBlocks(arch, src, windows, { method, spec: { kind: 'unstructured', sparsity: 0.5 } }, { onBlockDone: () => undefined });
+      const perBlock = { forward: timings.forward / blocks, statistics: timings.statistics / blocks, pruning: timings.pruning / blocks };
+      results.push({
+        method,
+        perBlock,
+        forwardGflops: flops.forward / perBlock.forward / 1e9,
+        ...(method === 'sparsegpt' ? { statisticsGflops: flops.gram / perBlock.statistics / 1e9 } : {}),
+      });
+      loads.push(load1());
+    }
+    ckpt.close();
+    const rowsPerCall = windowsPerCall(arch, seqlen) * seqlen;
+    const raw = { linear: await rawLinearRate(s, rowsPerCall), gram: await rawGramRate(s) };
+    loads.push(load1());
+    return { shape: s, blocks, nsamples, seqlen, rowsPerCall, flopsPerBlock: flops, methods: results, rawMatmulGflops: raw, load1: loads };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+export function printShape(m: ShapeResult): void {
+  const f = m.flopsPerBlock;
+  console.log(`\n${m.shape.name} (hidden ${m.shape.hidden}, intermediate ${m.shape.intermediate}, heads ${m.shape.heads}/${m.shape.kvHeads}, ${m.shape.dtype}): ${m.blocks} blocks, ${m.nsamples} × ${m.seqlen} tokens, ${m.rowsPerCall} rows per block call; load ${m.load1.join(' → ')}`);
+  console.log(`  per block: forward ${fixed(f.forward / 1e9, 1)} GFLOP (two passes), SparseGPT statistics ${fixed(f.gram / 1e9, 1)} GFLOP (XᵀX, full-product count)`);
+  console.log(`  raw matmul at the same shapes, this run: block products ${fixed(m.rawMatmulGflops.linear, 0)} GFLOP/s, Gram products ${fixed(m.rawMatmulGflops.gram, 0)} GFLOP/s`);
+  console.log('  method      phase        s/block   GFLOP/s   vs raw matmul');
+  for (const r of m.methods) {
+    console.log(`  ${r.method.padEnd(11)} forward    ${fixed(r.perBlock.forward, 2).padStart(9)} ${fixed(r.forwardGflops, 0).padStart(9)} ${(fixed((100 * r.forwardGflops) / m.rawMatmulGflops.linear, 0) + ' %').padStart(12)}`);
+    const st = r.statisticsGflops;
+    console.log(`  ${r.method.padEnd(11)} statistics ${fixed(r.perBlock.statistics, 2).padStart(9)} ${(st === undefined ? '–' : fixed(st, 0)).padStart(9)} ${(st === undefined ? `(${fixed((100 * r.perBlock.statistics) / (r.perBlock.forward + r.perBlock.statistics + r.perBlock.pruning), 0)} % of the time)` : fixed((100 * st) / m.rawMatmulGflops.gram, 0) + ' %').padStart(12)}`);
+    console.log(`  ${r.method.padEnd(11)} pruning    ${fixed(r.perBlock.pruning, 2).padStart(9)}`);
+  }
+}
+
+/**
+ * Whole-model wall time at nsamples × seqlen from a measured shape: forward and statistics per block scaled by
+ * their FLOPs at the measured rates, pruning per block as measured (same shape) or scaled by its work measure
+ * (SparseGPT: Σ rows·cols² + Σ cols³; Wanda: parameters), times the target's layers.
+ */
+export function projectHours(from: ShapeResult, target: EfficiencyShape, nsamples = 128, seqlen = 2048): Record<string, { forward: number; statistics: number; pruning: number; total: number }> {
+  const out: Record<string, { forward: number; statistics: number; pruning: number; total: number }> = {};
+  const tf = phaseFlops(target, nsamples * seqlen, seqlen);
+  const mf = from.flopsPerBlock;
+  const measuredTokens = from.nsamples * from.seqlen;
+  for (const r of from.methods) {
+    const forward = (r.perBlock.forward * tf.forward) / mf.forward;
+    // Wanda's column sums scale with tokens × Σ widths; the Gram with its FLOPs.
+    const widths = (s: EfficiencyShape) => inputWidths(s).reduce((a, c) => a + c, 0);
+    const statistics = r.method === 'sparsegpt' ? (r.perBlock.statistics * tf.gram) / mf.gram : (r.perBlock.statistics * nsamples * seqlen * widths(target)) / (measuredTokens * widths(from.shape));
+    const pruning = r.method === 'sparsegpt' ? (r.perBlock.pruning * sparsegptWork(target)) / sparsegptWork(from.shape) : (r.perBlock.pruning * params(target)) / params(from.shape);
+    const L = target.layers;
+    out[r.method] = { forward: (L * forward) / 3600, statistics: (L * statistics) / 3600, pruning: (L * pruning) / 3600, total: (L * (forward + statistics + pruning)) / 3600 };
+  }
+  return out;
+}
+
+export function printProjection(from: ShapeResult, target: EfficiencyShape, p: ReturnType<typeof projectHours>): void {
+  console.log(`  projected ${target.name} (${target.layers} blocks) at 128 × 2048 tokens, from the ${from.shape.name} per-block costs:`);
+  for (const [m, h] of Object.entries(p)) {
+    console.log(`    ${m.padEnd(10)} forward ${fixed(h.forward, 2)} h + statistics ${fixed(h.statistics, 2)} h + pruning ${fixed(h.pruning, 2)} h = ${fixed(h.total, 2)} h`);
+  }
+}
