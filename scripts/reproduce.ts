@@ -3,7 +3,7 @@
  *
  *   npx tsx scripts/reproduce.ts [--quick] [--work DIR] [--docs DIR] [--readme FILE|none] [--render-only]
  *
- * Full grid on the bundled stories260K: dense; magnitude, random, Wanda, SparseGPT at 50/60/70/80/90%
+ * Full grid on the bundled stories260K: dense; magnitude, random, Wanda, SparseGPT, ALPS at 50/60/70/80/90%
  * unstructured and at 2:4 and 4:8 (also Wanda and SparseGPT with --owl at the unstructured sparsities,
  * with --refine at all of them, and Wanda with both); TinyStories calibration 128 × 256, seed 0; perplexity on the whole
  * shipped TinyStories validation text in 256-token windows (and the dense model also at its 512-token
@@ -46,7 +46,7 @@ const u = (sparsity: number): SparsitySpec => ({ kind: 'unstructured', sparsity 
 const nm = (n: number, m: number): SparsitySpec => ({ kind: 'nm', n, m });
 
 export const FULL: Plan = {
-  methods: ['magnitude', 'random', 'wanda', 'sparsegpt'],
+  methods: ['magnitude', 'random', 'wanda', 'sparsegpt', 'alps'],
   variants: [
     { method: 'wanda', owl: true }, { method: 'sparsegpt', owl: true },
     { method: 'wanda', refine: true }, { method: 'sparsegpt', refine: true }, { method: 'wanda', owl: true, refine: true },

@@ -533,10 +533,11 @@ export function writeDocs(manifestPath: string, docsDir: string, readme: string 
     writeFileSync(join(docsDir, name), svg);
     files.push(join(docsDir, name));
   }
-  // The structured-pruning section is rendered by scripts/structured-results.ts: kept across re-renders.
+  // Sections written by other scripts or by hand (structured: scripts/structured-results.ts; alps: the ALPS
+  // vs SparseGPT table measured with shears prune --eval) are kept across re-renders.
   const previous = existsSync(join(docsDir, 'results.md')) ? readFileSync(join(docsDir, 'results.md'), 'utf8') : '';
-  const structured = /<!-- structured:start -->[\s\S]*?<!-- structured:end -->/.exec(previous)?.[0];
-  writeFileSync(join(docsDir, 'results.md'), renderResults(L) + (structured ? `\n${structured}\n` : ''));
+  const kept = ['alps', 'structured'].map((k) => new RegExp(`<!-- ${k}:start -->[\\s\\S]*?<!-- ${k}:end -->`).exec(previous)?.[0]).filter((x) => x);
+  writeFileSync(join(docsDir, 'results.md'), renderResults(L) + kept.map((x) => `\n${x}\n`).join(''));
   files.push(join(docsDir, 'results.md'));
   let readmeUpdated = false;
   if (readme) {
