@@ -41,7 +41,7 @@ const CASES: [string, Case][] = [
   ['seqlen past the model', { args: prune('--sparsity', '0.5', '--seqlen', '1024'), code: 2, stderr: /^--seqlen 1024 is longer than the model supports \(512\)$/ }],
   ['nsamples 0', { args: prune('--sparsity', '0.5', '--nsamples', '0'), code: 2, stderr: /^--nsamples must be a positive integer, got 0$/ }],
   ['calibration text shorter than a window', { args: prune('--sparsity', '0.5', '--calibration', 'short.txt', '--seqlen', '128'), code: 1, stderr: /^short\.txt: has \d+ tokens, fewer than one calibration window of 128 \+ 1$/ }],
-  ['unknown method', { args: prune('--sparsity', '0.5', '--method', 'obs'), code: 2, stderr: /^Invalid values: Argument: method, Given: "obs", Choices: "magnitude", "random", "wanda", "sparsegpt"$/ }],
+  ['unknown method', { args: prune('--sparsity', '0.5', '--method', 'obs'), code: 2, stderr: /^Invalid values: Argument: method, Given: "obs", Choices: "magnitude", "random", "wanda", "sparsegpt", "alps"$/ }],
   ['unknown calibration dataset', { args: prune('--sparsity', '0.5', '--calibration', 'pile'), code: 2, stderr: /^unknown --calibration dataset "pile": use one of tinystories, wikitext2, c4 or the path of a \.txt or \.jsonl file$/ }],
   ['unknown eval dataset (checked before pruning)', { args: prune('--sparsity', '0.5', '--eval', 'ptb'), code: 2, stderr: /^unknown --eval dataset "ptb"/ }],
   ['an option given twice', { args: prune('--sparsity', '0.5', '--method', 'wanda', '--method', 'magnitude'), code: 2, stderr: /^--method was given 2 times; give it once$/ }],
