@@ -28,7 +28,7 @@ import { preview } from '../errors.js';
 import { f32BitsToBf16Bits, f32BitsToF16Bits, bf16BitsToF32Bits, f16BitsToF32Bits } from '../io/dtype.js';
 import { ConfigReader, readHeads, readRope } from './config.js';
 import { activation, attentionInputs, causalAttention, causalMask, isActivation, linear, rmsNorm, rotary, ropeTables, splitHeads, ACTIVATIONS, type Activation } from './ops.js';
-import { HeadedArchitecture, finishBlock, linearLayers, gatherRows, runBlockGraph, tokensOf, weightFeed, type BuiltBlock, type HeadGraph } from './runtime.js';
+import { HeadedArchitecture, finishBlock, linearLayers, embedRows, runBlockGraph, tokensOf, weightFeed, type BuiltBlock, type HeadGraph } from './runtime.js';
 import type { Architecture, BlockResult, LinearLayer, ModelSpec, Weights } from './types.js';
 
 export const GEMMA_MODEL_TYPES = ['gemma', 'gemma2', 'gemma3_text'] as const;
@@ -306,10 +306,7 @@ class GemmaArchitecture extends HeadedArchitecture implements Architecture {
 
   /** embed_tokens[id] · √hidden_size (the factor in the model's dtype). */
   async embed(w: Weights, ids: Int32Array, seq: number): Promise<Float32Array> {
-    if (ids.length % seq !== 0) throw new Error(`${ids.length} ids are not whole windows of ${seq}`);
-    const table = w.get('model.embed_tokens.weight');
-    if (!table) throw new Error('model.embed_tokens.weight was not loaded');
-    const x = gatherRows(table, this.spec.hiddenSize, ids);
+    const x = embedRows(w, 'model.embed_tokens.weight', this.spec.hiddenSize, ids, seq);
     for (let j = 0; j < x.length; j++) x[j] *= this.o.embedScale;
     return x;
   }

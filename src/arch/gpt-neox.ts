@@ -13,7 +13,7 @@ import { ConfigReader, readRope } from './config.js';
 import { linearDefs, normDefs, plainMlp, residualBlock, type BlockGraph, type BlockLayout, type BlockOutputs, type Branch } from './block-graph.js';
 import { DecoderArchitecture } from './decoder.js';
 import { isActivation, layerNorm, ropeTables, ACTIVATIONS, type Activation } from './ops.js';
-import { checkSeq, gatherRows, weightFeed, type HeadGraph } from './runtime.js';
+import { checkSeq, embedRows, weightFeed, type HeadGraph } from './runtime.js';
 import type { Architecture, ModelSpec, TensorSource, Weights } from './types.js';
 
 interface NeoxOptions {
@@ -145,11 +145,8 @@ class GptNeoxArchitecture extends DecoderArchitecture {
   }
 
   async embed(w: Weights, ids: Int32Array, seq: number): Promise<Float32Array> {
-    if (ids.length % seq !== 0) throw new Error(`${ids.length} ids are not whole windows of ${seq}`);
     checkSeq(seq, this.spec.maxPositions, 'max_position_embeddings');
-    const table = w.get(this.embedIn);
-    if (!table) throw new Error(`${this.embedIn} was not loaded`);
-    return gatherRows(table, this.spec.hiddenSize, ids);
+    return embedRows(w, this.embedIn, this.spec.hiddenSize, ids, seq);
   }
 
   protected body(b: BlockGraph): BlockOutputs {

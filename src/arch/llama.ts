@@ -10,7 +10,7 @@ import { ConfigReader, readHeads, readRope } from './config.js';
 import { gatedMlp, linearDefs, normDefs, residualBlock, type BlockGraph, type BlockLayout, type BlockOutputs, type Branch } from './block-graph.js';
 import { DecoderArchitecture } from './decoder.js';
 import { isActivation, rmsNorm, ropeTables, ACTIVATIONS, type Activation } from './ops.js';
-import { gatherRows, weightFeed, type HeadGraph } from './runtime.js';
+import { embedRows, weightFeed, type HeadGraph } from './runtime.js';
 import type { Architecture, ModelSpec, Weights } from './types.js';
 
 export const LLAMA_MODEL_TYPES = ['llama', 'mistral', 'qwen2', 'qwen3'] as const;
@@ -162,10 +162,7 @@ class LlamaArchitecture extends DecoderArchitecture {
   }
 
   async embed(w: Weights, ids: Int32Array, seq: number): Promise<Float32Array> {
-    if (ids.length % seq !== 0) throw new Error(`${ids.length} ids are not whole windows of ${seq}`);
-    const table = w.get('model.embed_tokens.weight');
-    if (!table) throw new Error('model.embed_tokens.weight was not loaded');
-    return gatherRows(table, this.spec.hiddenSize, ids);
+    return embedRows(w, 'model.embed_tokens.weight', this.spec.hiddenSize, ids, seq);
   }
 
   protected body(b: BlockGraph): BlockOutputs {

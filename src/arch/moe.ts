@@ -25,7 +25,7 @@ import { GraphBuilder } from '../engine/graph.js';
 import { tensor, type Feeds } from '../engine/session.js';
 import { ConfigReader, readHeads, readRope } from './config.js';
 import { ACTIVATIONS, activation, attentionInputs, causalAttention, causalMask, isActivation, linear, rmsNorm, rotary, ropeTables, splitHeads, type Activation } from './ops.js';
-import { HeadedArchitecture, finishBlock, gatherRows, runBlockGraph, tokensOf, weightFeed, type HeadGraph } from './runtime.js';
+import { HeadedArchitecture, finishBlock, embedRows, runBlockGraph, tokensOf, weightFeed, type HeadGraph } from './runtime.js';
 import type { Architecture, BlockResult, LinearLayer, ModelSpec, Weights } from './types.js';
 
 /** How a family names and stores its experts. */
@@ -208,10 +208,7 @@ export class MoeArchitecture extends HeadedArchitecture implements Architecture 
   }
 
   async embed(w: Weights, ids: Int32Array, seq: number): Promise<Float32Array> {
-    if (ids.length % seq !== 0) throw new Error(`${ids.length} ids are not whole windows of ${seq}`);
-    const table = w.get('model.embed_tokens.weight');
-    if (!table) throw new Error('model.embed_tokens.weight was not loaded');
-    return gatherRows(table, this.spec.hiddenSize, ids);
+    return embedRows(w, 'model.embed_tokens.weight', this.spec.hiddenSize, ids, seq);
   }
 
   /**

@@ -285,6 +285,14 @@ export function gatherRows(table: Float32Array, width: number, ids: Int32Array):
   return out;
 }
 
+/** The embedding rows of whole windows of `seq` ids, from the loaded table `name` [vocab, width]. */
+export function embedRows(w: Weights, name: string, width: number, ids: Int32Array, seq: number): Float32Array {
+  if (ids.length % seq !== 0) throw new Error(`${ids.length} ids are not whole windows of ${seq}`);
+  const table = w.get(name);
+  if (!table) throw new Error(`${name} was not loaded`);
+  return gatherRows(table, width, ids);
+}
+
 /** Rejects windows longer than a model with learned positions has rows for. */
 export function checkSeq(seq: number, maxPositions: number, field: string): void {
   if (seq > maxPositions) throw usageError(`windows of ${seq} tokens are longer than the model's ${field} (${maxPositions})`);
