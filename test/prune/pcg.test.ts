@@ -5,6 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { pcgRefine } from '../../src/prune/pcg.js';
 import { gaussian, lcg, randomMatrix } from './helpers.js';
+import { solve64 } from '../helpers/solve64.js';
 
 /** Correlated inputs [tokens, n] with a few large columns, like LLM layer inputs; one column never active. */
 function inputs(tokens: number, n: number, seed: number, dead = -1): Float64Array {
@@ -62,23 +63,7 @@ function directSolve(h: Float64Array, n: number, w0: Float32Array, keep: Uint8Ar
       for (let j = 0; j < n; j++) v += h[i * n + j] * w0[r * n + j];
       return v;
     });
-    for (let c = 0; c < m; c++) {
-      let piv = c;
-      for (let i = c + 1; i < m; i++) if (Math.abs(a[i][c]) > Math.abs(a[piv][c])) piv = i;
-      [a[c], a[piv]] = [a[piv], a[c]];
-      [b[c], b[piv]] = [b[piv], b[c]];
-      for (let i = c + 1; i < m; i++) {
-        const f = a[i][c] / a[c][c];
-        for (let j = c; j < m; j++) a[i][j] -= f * a[c][j];
-        b[i] -= f * b[c];
-      }
-    }
-    const sol = new Array<number>(m).fill(0);
-    for (let i = m - 1; i >= 0; i--) {
-      let v = b[i];
-      for (let j = i + 1; j < m; j++) v -= a[i][j] * sol[j];
-      sol[i] = v / a[i][i];
-    }
+    const sol = m === 0 ? [] : solve64(a, b.map((v) => [v])).map((row) => row[0]);
     s.forEach((j, k) => (out[r * n + j] = sol[k]));
     // Kept weights of never-active inputs are left as they were.
     for (let j = 0; j < n; j++) if (keep[r * n + j] && !(h[j * n + j] > 0)) out[r * n + j] = w0[r * n + j];
