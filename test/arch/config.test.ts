@@ -26,7 +26,7 @@ function failure(f: () => unknown): ShearsError {
 
 describe('registry', () => {
   it('dispatches every supported model_type to its family', () => {
-    expect([...SUPPORTED_MODEL_TYPES].sort()).toEqual(['bloom', 'gemma', 'gemma2', 'gemma3_text', 'gpt2', 'gpt_neox', 'llama', 'mistral', 'mixtral', 'opt', 'qwen2', 'qwen2_moe', 'qwen3', 'qwen3_moe']);
+    expect([...SUPPORTED_MODEL_TYPES].sort()).toEqual(['bloom', 'gemma', 'gemma2', 'gemma3_text', 'gpt2', 'gpt_neox', 'llama', 'mistral', 'mixtral', 'opt', 'phi3', 'qwen2', 'qwen2_moe', 'qwen3', 'qwen3_moe']);
     for (const t of ['llama', 'mistral', 'qwen2', 'qwen3']) {
       const a = architectureFor({ ...LLAMA, model_type: t }, PATH);
       expect(a.spec.family).toBe('llama');
