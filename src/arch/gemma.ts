@@ -332,7 +332,7 @@ class GemmaArchitecture extends HeadedArchitecture implements Architecture {
     }
     q = rotary(g, q, att.cos!, att.sin!, D, D);
     k = rotary(g, k, att.cos!, att.sin!, D, D);
-    const oIn = causalAttention(g, q, k, v, att.mask, { numHeads: H, numKvHeads: KV, headDim: D, scale: o.scale, softcap: o.attnCap });
+    const oIn = causalAttention(g, q, k, v, att, { numHeads: H, numKvHeads: KV, headDim: D, scale: o.scale, softcap: o.attnCap });
     const attnOut = lin(oIn, 'o', h, H * D, o.attnBias);
     const hMid = g.op('Add', [x, o.sandwich ? norm(attnOut, 'ln2', h) : attnOut]);
     const mlpIn = norm(hMid, o.sandwich ? 'ln3' : 'ln2', h);

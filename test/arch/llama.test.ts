@@ -4,6 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { createLlama } from '../../src/arch/llama.js';
+import { setChunkScoreBytes } from '../../src/arch/ops.js';
 import type { Architecture } from '../../src/arch/types.js';
 import { act, add, attention, linear, MemoryCheckpoint, randomIds, relErr, rmsNorm, rng, rope, type F64 } from './reference.js';
 
@@ -202,6 +203,13 @@ describe.each(CASES)('$title', (c) => {
       // Without capture the same graph shape gives the same output (no pruning in between).
       const plain = await arch.runBlock(i, w, x, seq, false);
       expect(relErr(plain.out, r.out)).toBe(0);
+      // Attention in query chunks (what long windows get), forced here at seq 8: the same reference.
+      const budget = setChunkScoreBytes(0);
+      try {
+        expect(relErr((await arch.runBlock(i, w, x, seq, false)).out, e.out), `block ${i} out, chunked attention`).toBeLessThanOrEqual(TOL);
+      } finally {
+        setChunkScoreBytes(budget);
+      }
       x = r.out;
       ref = e.out;
     }
