@@ -10,7 +10,7 @@ import { ConfigReader, readHeads } from './config.js';
 import { gatedMlp, linearDefs, normDefs, residualBlock, type BlockGraph, type BlockLayout, type BlockOutputs, type Branch } from './block-graph.js';
 import { DecoderArchitecture } from './decoder.js';
 import { isActivation, rmsNorm, ACTIVATIONS, type Activation } from './ops.js';
-import { readRope, type Rope } from './rope.js';
+import { readRope, requireWholeHead, type Rope } from './rope.js';
 import { embedRows, weightFeed, type HeadGraph } from './runtime.js';
 import type { Architecture, ModelSpec, Weights } from './types.js';
 
@@ -48,8 +48,7 @@ export function createLlama(config: Record<string, unknown>, configPath: string)
   const attentionBias = c.bool('attention_bias', false);
   const maxPositions = c.int('max_position_embeddings', DEFAULT_MAX_POSITIONS[modelType]);
   const rope = readRope(c, { headDim: heads.headDim, defaultTheta: 10000, maxPositions });
-  // HF's Llama-family apply_rotary_pos_emb rotates the whole head; a partial factor would not run there.
-  if (rope.rotaryDim !== heads.headDim) throw c.error('partial_rotary_factor', `gives ${rope.rotaryDim} rotary dims of ${heads.headDim}; ${modelType} rotates the whole head`);
+  requireWholeHead(c, rope, heads.headDim, modelType);
   const opts: LlamaOptions = {
     eps: c.positive('rms_norm_eps', 1e-6),
     rope,

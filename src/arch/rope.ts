@@ -103,7 +103,7 @@ export function readRope(c: ConfigReader, o: RopeOptions): Rope {
   const typeField = p.has('rope_type') ? 'rope_type' : p.has('type') ? 'type' : undefined;
   const rawType = typeField ? fields[typeField] : 'default';
   if (!(ROPE_TYPES as readonly unknown[]).includes(rawType)) {
-    throw err(typeField ?? 'rope_type', `${preview(rawType)} is not supported (supported: ${ROPE_TYPES.join(', ')})`);
+    throw c.error(label, `${typeField ?? 'rope_type'} ${preview(rawType)} is not supported (supported: ${ROPE_TYPES.join(', ')})`);
   }
   const type = rawType as RopeType;
 
@@ -185,6 +185,14 @@ export function readRope(c: ConfigReader, o: RopeOptions): Rope {
       return new CachedRope(type, rotaryDim, attention, (seq) => (seq > original ? long : short));
     }
   }
+}
+
+/**
+ * For families whose apply_rotary_pos_emb rotates the whole head (Llama, Gemma, the MoE models): a partial
+ * rotary factor would not run in HF, so it is refused rather than guessed.
+ */
+export function requireWholeHead(c: ConfigReader, rope: Rope, headDim: number, modelType: string): void {
+  if (rope.rotaryDim !== headDim) throw c.error('partial_rotary_factor', `gives ${rope.rotaryDim} rotary dims of ${headDim}; ${modelType} rotates the whole head`);
 }
 
 /**

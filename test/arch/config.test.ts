@@ -85,10 +85,10 @@ describe('config errors name the file and the field', () => {
     const llama3 = { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 };
     expect(architectureFor({ ...LLAMA, rope_scaling: llama3 }, PATH).spec.modelType).toBe('llama');
     expect(failure(() => architectureFor({ ...LLAMA, rope_scaling: { ...llama3, rope_type: 'llama4' } }, PATH)).message).toBe(
-      `${PATH}: rope_scaling.rope_type "llama4" is not supported (supported: default, linear, dynamic, llama3, yarn, longrope)`,
+      `${PATH}: rope_scaling rope_type "llama4" is not supported (supported: default, linear, dynamic, llama3, yarn, longrope)`,
     );
     expect(failure(() => architectureFor({ ...LLAMA, rope_theta: undefined, rope_parameters: { rope_type: 'mrope', rope_theta: 1e6, factor: 4 } }, PATH)).message).toBe(
-      `${PATH}: rope_parameters.rope_type "mrope" is not supported (supported: default, linear, dynamic, llama3, yarn, longrope)`,
+      `${PATH}: rope_parameters rope_type "mrope" is not supported (supported: default, linear, dynamic, llama3, yarn, longrope)`,
     );
 
     const { rope_theta: _, torch_dtype: __, rope_scaling: ___, ...v5base } = LLAMA;

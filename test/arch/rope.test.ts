@@ -276,8 +276,8 @@ describe('refusals name config.json and the field', () => {
     throw new Error('expected a ShearsError');
   };
   it.each([
-    [{ ...v4, rope_scaling: { type: 'su', short_factor: SHORT, long_factor: LONG } }, 'models/x/config.json: rope_scaling.type "su" is not supported (supported: default, linear, dynamic, llama3, yarn, longrope)'],
-    [{ ...v5, rope_parameters: { rope_type: 'mrope', rope_theta: 1e4 } }, 'models/x/config.json: rope_parameters.rope_type "mrope" is not supported (supported: default, linear, dynamic, llama3, yarn, longrope)'],
+    [{ ...v4, rope_scaling: { type: 'su', short_factor: SHORT, long_factor: LONG } }, 'models/x/config.json: rope_scaling type "su" is not supported (supported: default, linear, dynamic, llama3, yarn, longrope)'],
+    [{ ...v5, rope_parameters: { rope_type: 'mrope', rope_theta: 1e4 } }, 'models/x/config.json: rope_parameters rope_type "mrope" is not supported (supported: default, linear, dynamic, llama3, yarn, longrope)'],
     [{ ...v4, rope_scaling: { rope_type: 'linear' } }, 'models/x/config.json: rope_scaling (rope_type "linear") needs factor'],
     [{ ...v4, rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4 } }, 'models/x/config.json: rope_scaling (rope_type "llama3") needs original_max_position_embeddings'],
     [{ ...v4, rope_scaling: { rope_type: 'dynamic', factor: 0.5 } }, 'models/x/config.json: rope_scaling.factor must be a number ≥ 1, got 0.5'],
@@ -297,7 +297,7 @@ describe('refusals name config.json and the field', () => {
       expect(r.status).toBe(1);
       expect(r.stderr.trim().split('\n')).toHaveLength(1);
       expect(existsSync(join(dir, 'out'))).toBe(false);
-      expect(r.stderr).toContain('config.json: rope_scaling.rope_type "ntk-by-parts" is not supported');
+      expect(r.stderr).toContain('config.json: rope_scaling rope_type "ntk-by-parts" is not supported');
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
