@@ -131,8 +131,9 @@ export class BlockGraph {
     return layerNorm(this.g, x, w, b, eps);
   }
 
-  rmsNorm(x: string, name: string, eps: number): string {
-    return rmsNorm(this.g, x, this.gain(name).w, eps);
+  /** `unitOffset`: the gain is 1 + w (Gemma's norms; see ops.rmsNorm). */
+  rmsNorm(x: string, name: string, eps: number, unitOffset = false): string {
+    return rmsNorm(this.g, x, this.gain(name).w, eps, unitOffset);
   }
 
   add(a: string, b: string): string {
