@@ -5,8 +5,11 @@
  *   h   = x + o_proj(attn(rope(q), rope(k), v))                     n1 = RMSNorm(x)
  *   g|u = gate_up_proj(n2)        [T, 2·I], columns gate | up (HF's chunk(2): gate first)
  *   out = h + down_proj(act(g) · u)                                  n2 = RMSNorm(h)
- * No biases; resid/embd dropout are training-only and ignored. RoPE is rotate_half on the first
- * int(head_dim · partial_rotary_factor) dims of each head (Phi-4-mini: 0.75), the rest pass through.
+ * No biases; resid/embd dropout are training-only and ignored. RoPE (rope.ts) is rotate_half on the first
+ * int(head_dim · partial_rotary_factor) dims of each head (Phi-4-mini: 0.75), the rest pass through; the
+ * "longrope" of Phi-3-*-128k, Phi-3.5 and Phi-4-mini picks short_factor or long_factor by the window length
+ * against original_max_position_embeddings, as HF does. Phi3Config renames the older rope types "su" and
+ * "yarn" to "longrope" (Phi-3-mini-128k's first config said "su"), so they are read as longrope here.
  * sliding_window, when set, limits every layer's attention (HF builds the sliding-window mask for all layers
  * whenever config.sliding_window is not null).
  * The fused matrices are pruned as stored: all their rows read the same input, so one statistic (Gram
@@ -14,18 +17,18 @@
  * Structured removal of channels or heads would have to cut matching rows out of each part of a fused
  * matrix; src/structured refuses --channels and --heads for this family.
  */
-import { ConfigReader, readHeads, readRope } from './config.js';
+import { ConfigReader, readHeads } from './config.js';
 import { gatedMlp, linearDefs, normDefs, residualBlock, type BlockGraph, type BlockLayout, type BlockOutputs, type Branch } from './block-graph.js';
 import { DecoderArchitecture } from './decoder.js';
-import { isActivation, rmsNorm, ropeTables, ACTIVATIONS, type Activation } from './ops.js';
+import { isActivation, rmsNorm, ACTIVATIONS, type Activation } from './ops.js';
+import { readRope, type Rope } from './rope.js';
 import { embedRows, weightFeed, type HeadGraph } from './runtime.js';
 import type { Architecture, ModelSpec, Weights } from './types.js';
 
 interface Phi3Options {
   eps: number;
   act: Activation;
-  theta: number;
-  rotaryDim: number;
+  rope: Rope;
   window?: number;
 }
 
@@ -39,12 +42,13 @@ export function createPhi3(config: Record<string, unknown>, configPath: string):
   const heads = readHeads(withHeads, hiddenSize, { heads: 'num_attention_heads', kvHeads: 'num_key_value_heads', headDim: 'head_dim' });
   const act = c.str('hidden_act', 'silu');
   if (!isActivation(act)) throw c.error('hidden_act', `"${act}" is not supported (supported: ${ACTIVATIONS.join(', ')})`);
-  const rope = readRope(c, 10000);
-  // transformers 5 keeps the factor in rope_parameters; 4 (and 5 when rope_parameters lacks it) at the top level.
-  const partial = rope.partialRotaryFactor ?? c.fraction('partial_rotary_factor', 1);
-  const rotaryDim = Math.floor(heads.headDim * partial);
-  if (rotaryDim < 2 || rotaryDim % 2 !== 0) {
-    throw c.error('partial_rotary_factor', `${partial} rotates ${rotaryDim} of the ${heads.headDim} head dims; it must be an even number of at least 2`);
+  const maxPositions = c.int('max_position_embeddings', 4096);
+  // original_max_position_embeddings is a Phi3Config field (default 4096), so HF's longrope always finds it.
+  const ropeConfig = withLongropeNames({ original_max_position_embeddings: 4096, ...config });
+  const rope = readRope(new ConfigReader(ropeConfig, configPath), { headDim: heads.headDim, defaultTheta: 10000, maxPositions });
+  if (rope.type !== 'default' && rope.type !== 'longrope') {
+    // Phi3Config refuses to load any other type, so no Phi-3 checkpoint was trained with one.
+    throw c.error(c.has('rope_parameters') ? 'rope_parameters' : 'rope_scaling', `rope type "${rope.type}" is not one Phi-3 uses (Phi3Config accepts "default" and "longrope")`);
   }
   const spec: ModelSpec = {
     family: 'phi3',
@@ -54,7 +58,7 @@ export function createPhi3(config: Record<string, unknown>, configPath: string):
     ...heads,
     intermediateSize: c.int('intermediate_size', 8192),
     vocabSize: c.int('vocab_size', 32064),
-    maxPositions: c.int('max_position_embeddings', 4096),
+    maxPositions,
     tieWordEmbeddings: c.bool('tie_word_embeddings', false),
     bosTokenId: c.has('bos_token_id') ? c.tokenId('bos_token_id') : 1,
     eosTokenId: c.has('eos_token_id') ? c.tokenId('eos_token_id') : 32000,
@@ -63,10 +67,21 @@ export function createPhi3(config: Record<string, unknown>, configPath: string):
   return new Phi3Architecture(spec, {
     eps: c.positive('rms_norm_eps', 1e-5),
     act,
-    theta: rope.theta,
-    rotaryDim,
+    rope,
     window: c.has('sliding_window') ? c.int('sliding_window') : undefined,
   });
+}
+
+/** config with Phi3Config's renaming applied: rope type "su" or "yarn" (either config style) is "longrope". */
+function withLongropeNames(config: Record<string, unknown>): Record<string, unknown> {
+  const rename = (o: unknown, key: string): unknown => {
+    if (typeof o !== 'object' || o === null || Array.isArray(o)) return o;
+    const v = (o as Record<string, unknown>)[key];
+    return v === 'su' || v === 'yarn' ? { ...o, [key]: 'longrope' } : o;
+  };
+  const scaling = rename(rename(config.rope_scaling, 'type'), 'rope_type');
+  const params = rename(config.rope_parameters, 'rope_type');
+  return scaling === config.rope_scaling && params === config.rope_parameters ? config : { ...config, rope_scaling: scaling, rope_parameters: params };
 }
 
 class Phi3Architecture extends DecoderArchitecture {
@@ -81,9 +96,9 @@ class Phi3Architecture extends DecoderArchitecture {
     const s = spec;
     const { hiddenSize: h, intermediateSize: m, numHeads: H, numKvHeads: KV, headDim: D } = s;
     this.blockLayout = {
-      key: `phi3|h${h}|i${m}|H${H}|kv${KV}|d${D}|r${o.rotaryDim}|eps${o.eps}|${o.act}`,
+      key: `phi3|h${h}|i${m}|H${H}|kv${KV}|d${D}|r${o.rope.rotaryDim}|eps${o.eps}|${o.act}`,
       headDim: D,
-      rotaryDim: o.rotaryDim,
+      rotaryDim: o.rope.rotaryDim,
       norms: normDefs(['input_layernorm', 'post_attention_layernorm'], h, false),
       linears: linearDefs([
         ['self_attn.qkv_proj', (H + 2 * KV) * D, h, 'attn_in', 0, false],
@@ -115,7 +130,7 @@ class Phi3Architecture extends DecoderArchitecture {
   }
 
   protected override rope(_i: number, seq: number): { cos: Float32Array; sin: Float32Array } {
-    return ropeTables(seq, this.o.rotaryDim, this.o.theta);
+    return this.o.rope.tables(seq);
   }
 
   embedTensors(): string[] {

@@ -1,9 +1,10 @@
 /**
- * A random Phi-3 checkpoint (HF config.json and tensor names, fused qkv_proj / gate_up_proj, GQA, partial
- * rotary, BF16 weights, the bundled stories260K tokenizer) through the real CLI: Wanda and SparseGPT at 50%
- * and 2:4, then eval / inspect / export on the results, and the structured options refused for the fused
- * matrices. Patterns are checked on the written tensors themselves, the fused ones included; eval's perplexity
- * against the float64 reference of phi3-reference.ts on the pruned weights.
+ * A random Phi-4-mini-style checkpoint (HF config.json and tensor names, fused qkv_proj / gate_up_proj, GQA,
+ * partial rotary 0.75, longrope, a sliding window shorter than the windows, BF16 weights, the bundled
+ * stories260K tokenizer) through the real CLI: Wanda and SparseGPT at 50% and 2:4, then eval / inspect / export
+ * on the results, and the structured options refused for the fused matrices. Patterns are checked on the
+ * written tensors themselves, the fused ones included; eval's perplexity against the float64 reference of
+ * phi3-reference.ts on the pruned weights.
  */
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -30,7 +31,7 @@ const CONFIG = {
   hidden_size: 64,
   initializer_range: 0.02,
   intermediate_size: 96,
-  max_position_embeddings: 4096,
+  max_position_embeddings: 131072,
   model_type: 'phi3',
   num_attention_heads: 4,
   num_hidden_layers: 2,
@@ -40,7 +41,7 @@ const CONFIG = {
   partial_rotary_factor: 0.75,
   resid_pdrop: 0.0,
   rms_norm_eps: 1e-5,
-  rope_scaling: null,
+  rope_scaling: { long_factor: [1, 1.118, 1.25, 1.398, 1.564, 1.75], short_factor: [1, 1.05, 1.1, 1.2, 1.4, 1.9], type: 'longrope' },
   rope_theta: 10000.0,
   sliding_window: 24,
   tie_word_embeddings: false,
@@ -131,7 +132,7 @@ describe('Phi-3 through the CLI', () => {
     const got = JSON.parse(r.stdout) as { perplexity: number };
     const stream = loadTokenizer(dir).encode(readFileSync(text, 'utf8')).subarray(0, 256);
     const ckpt = Checkpoint.openFolder(dir);
-    const m: RefModel = { w: (n) => ckpt.readFloat32(n), d: D, eps: 1e-5, activation: 'silu', window: 24, rope: { theta: 10000, rotaryDim: 12 }, tied: false };
+    const m: RefModel = { w: (n) => ckpt.readFloat32(n), d: D, eps: 1e-5, activation: 'silu', window: 24, rope: { theta: 10000, rotaryDim: 12, factors: CONFIG.rope_scaling.short_factor, scale: Math.sqrt(1 + Math.log(131072 / 4096) / Math.log(4096)) }, tied: false };
     const logits = refLogits(m, stream, SEQ);
     ckpt.close();
     let nll = 0;
