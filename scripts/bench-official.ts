@@ -84,6 +84,7 @@ interface OfficialTimings {
   threads: number;
   load_s: number;
   total_s: number;
+  cpu_s: number;
   forward_s: number;
   statistics_s: number;
   fasterprune_s: number | null;
@@ -152,6 +153,11 @@ function compareWeights(shearsFile: string, officialFile: string): Agreement {
   }
 }
 
+function writeReport(report: unknown): void {
+  mkdirSync(dirname(jsonPath), { recursive: true });
+  writeFileSync(jsonPath, JSON.stringify(report, null, 2) + '\n');
+}
+
 async function main(): Promise<void> {
   const work = mkdtempSync(join(tmpdir(), 'shears-bench-official-'));
   try {
@@ -173,7 +179,7 @@ async function main(): Promise<void> {
       const t = report.timings;
       const shearsWork = t.forward + t.statistics + t.pruning;
       console.log(`\n${method}`);
-      console.log(`  shears:   forward ${fixed(t.forward, 1)} s, statistics ${fixed(t.statistics, 1)} s, pruning ${fixed(t.pruning, 1)} s = ${fixed(shearsWork, 1)} s (process wall ${fixed(c.wallSeconds, 1)} s, report total ${fixed(t.total, 1)} s); load ${shearsLoad.mean} mean, ${shearsLoad.max} max`);
+      console.log(`  shears:   forward ${fixed(t.forward, 1)} s, statistics ${fixed(t.statistics, 1)} s, pruning ${fixed(t.pruning, 1)} s = ${fixed(shearsWork, 1)} s (process wall ${fixed(c.wallSeconds, 1)} s, CPU ${fixed(c.cpuSeconds, 1)} s, report total ${fixed(t.total, 1)} s); load ${shearsLoad.mean} mean, ${shearsLoad.max} max`);
 
       const officialOut = join(work, `official-${method}.safetensors`);
       load = loadSampler();
@@ -182,7 +188,7 @@ async function main(): Promise<void> {
       const ot = o.t;
       const pureForward = ot.forward_s - ot.statistics_s;
       const rest = ot.total_s - ot.forward_s - (ot.fasterprune_s ?? 0);
-      console.log(`  official: total ${fixed(ot.total_s, 1)} s: layer forwards ${fixed(ot.forward_s, 1)} s (of which statistics hooks ${fixed(ot.statistics_s, 1)} s), ` +
+      console.log(`  official: total ${fixed(ot.total_s, 1)} s (CPU ${fixed(ot.cpu_s, 1)} s): layer forwards ${fixed(ot.forward_s, 1)} s (of which statistics hooks ${fixed(ot.statistics_s, 1)} s), ` +
         `${ot.fasterprune_s !== null ? `fasterprune ${fixed(ot.fasterprune_s, 1)} s, ` : ''}rest (capture, masks${ot.fasterprune_s !== null ? '' : ' and zeroing'}) ${fixed(rest, 1)} s; ` +
         `model load ${fixed(ot.load_s, 1)} s not counted; torch ${ot.torch}, ${ot.threads} threads, BLAS ${ot.blas.join(', ')}, OPENBLAS_CORETYPE ${ot.OPENBLAS_CORETYPE ?? 'unset'}; load ${officialLoad.mean} mean, ${officialLoad.max} max`);
       const ratio = shearsWork / ot.total_s;
@@ -190,7 +196,9 @@ async function main(): Promise<void> {
       const agree = compareWeights(join(out, 'model.safetensors'), officialOut);
       console.log(`  same job? mask agreement ${(100 * agree.maskAgreement).toFixed(3)}% over ${agree.tensors} layers (lowest ${(100 * agree.worstTensorAgreement.agreement).toFixed(3)}%, ${agree.worstTensorAgreement.name}); ` +
         `‖W_shears − W_official‖/‖W_official‖ ${agree.relDiff.toExponential(2)} (largest ${agree.worstRelDiff.relDiff.toExponential(2)}, ${agree.worstRelDiff.name}); sparsity ${fixed(100 * agree.sparsityShears, 2)}% / ${fixed(100 * agree.sparsityOfficial, 2)}%`);
-      results[method] = { shears: { timings: t, work: shearsWork, wallSeconds: c.wallSeconds, load: shearsLoad }, official: { ...ot, wallSeconds: o.wallSeconds, load: officialLoad }, ratio, agreement: agree };
+      results[method] = { shears: { timings: t, work: shearsWork, wallSeconds: c.wallSeconds, cpuSeconds: c.cpuSeconds, load: shearsLoad }, official: { ...ot, wallSeconds: o.wallSeconds, load: officialLoad }, ratio, agreement: agree };
+      // Written after each method: a long run stopped part-way keeps what it measured.
+      writeReport({ machine, shape, nsamples, seqlen, threads, openblasCoretype: coretype ?? null, results });
     }
     const done = methods.filter((m) => results[m]);
     if (done.length > 1) {
@@ -200,8 +208,6 @@ async function main(): Promise<void> {
       }, 0);
       console.log(`\ntotal ${done.join(' + ')}: shears ${fixed(sum('shears'), 1)} s, official ${fixed(sum('official'), 1)} s, ratio ${fixed(sum('shears') / sum('official'), 3)} (target ≤ 0.35)`);
     }
-    mkdirSync(dirname(jsonPath), { recursive: true });
-    writeFileSync(jsonPath, JSON.stringify({ machine, shape, nsamples, seqlen, threads, openblasCoretype: coretype ?? null, results }, null, 2) + '\n');
     console.log(`\nwrote ${jsonPath}`);
   } finally {
     rmSync(work, { recursive: true, force: true });

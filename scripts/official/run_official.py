@@ -19,7 +19,7 @@ What the harness supplies around their code (nothing in it is edited):
 - torch.cuda.synchronize, which sparsegpt.py calls after each layer, raises on a CPU-only PyTorch: made a no-op.
 - SparseGPT's `args` global (set by llama.py's __main__) is given its command-line defaults, with
   --sparsity; Wanda's args: nsamples, seed 0, sparsity_ratio, use_variant False (unstructured).
-- Timing: the whole prune call (their "statistic + layer loop": calibration capture, every block's
+- Timing: wall and CPU (all threads) seconds of the whole prune call (their "statistic + layer loop": calibration capture, every block's
   statistics pass, pruning and re-run), and inside it, by hooks that wrap without changing them, the time in
   decoder-layer forward calls, in the statistics hooks (add_batch) and in SparseGPT's fasterprune.
 Their progress prints go to <out>.log.
@@ -142,19 +142,19 @@ def main():
             official.get_loaders = lambda name, nsamples, seed, seqlen, tokenizer: (loader, None)
             official.WrappedGPT.add_batch = stats.wrap(official.WrappedGPT.add_batch)
             args = Namespace(nsamples=nsamples, seed=0, sparsity_ratio=a.sparsity, use_variant=False)
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             official.prune_wanda(args, model, None, device=cpu)
-            total_s = time.perf_counter() - t
+            total_s, cpu_s = time.perf_counter() - t, time.process_time() - c
         else:
             import llama as official
             official.SparseGPT.add_batch = stats.wrap(official.SparseGPT.add_batch)
             official.SparseGPT.fasterprune = prune.wrap(official.SparseGPT.fasterprune)
             official.args = Namespace(nsamples=nsamples, sparsity=a.sparsity, prunen=0, prunem=0, percdamp=0.01, blocksize=128,
                                       wbits=16, minlayer=-1, maxlayer=1000, prune_only='', invert=False, true_sequential=False)
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             with torch.no_grad():
                 official.llama_sequential(model, loader, cpu)
-            total_s = time.perf_counter() - t
+            total_s, cpu_s = time.perf_counter() - t, time.process_time() - c
     log.close()
 
     weights = {}
@@ -168,7 +168,7 @@ def main():
         'torch': torch.__version__, 'threads': torch.get_num_threads(), 'interop_threads': torch.get_num_interop_threads(),
         'OPENBLAS_CORETYPE': os.environ.get('OPENBLAS_CORETYPE'), 'OPENBLAS_NUM_THREADS': os.environ.get('OPENBLAS_NUM_THREADS'),
         'blas': loaded_blas(),
-        'load_s': load_s, 'total_s': total_s,
+        'load_s': load_s, 'total_s': total_s, 'cpu_s': cpu_s,
         'forward_s': forward.seconds, 'forward_calls': forward.calls,
         'statistics_s': stats.seconds, 'statistics_calls': stats.calls,
         'fasterprune_s': prune.seconds if a.method == 'sparsegpt' else None,
