@@ -393,8 +393,9 @@ describe('GPT-NeoX config', () => {
     expect(a.headTensors()).not.toContain('embed_out.weight');
   });
 
-  it('rejects rope scaling it does not implement, naming the file', () => {
-    expect(() => createGptNeox({ ...good, rope_scaling: { type: 'dynamic', factor: 2.0 } }, '/m/config.json')).toThrow(/\/m\/config\.json.*rope/);
+  it('reads HF rope scaling over the rotary dims (rope.ts); rejects a rope type HF does not have, naming the file', () => {
+    expect(createGptNeox({ ...good, rope_scaling: { type: 'dynamic', factor: 2.0 } }, '/m/config.json').spec.modelType).toBe('gpt_neox');
+    expect(() => createGptNeox({ ...good, rope_scaling: { type: 'ntk', factor: 2.0 } }, '/m/config.json')).toThrow('/m/config.json: rope_scaling type "ntk" is not supported');
   });
 
   it('rejects an odd number of rotary dims', () => {
