@@ -6,8 +6,10 @@
  *
  * FLOPs counted (what the engine computes):
  *  - forward: the statistics pass (every linear but the last projection, whose output nobody reads there)
- *    plus the pruned re-run (every linear), 2·tokens·params each, and attention as computed, 4·tokens·seq·H·D
- *    per pass (full S×S scores and context).
+ *    plus the pruned re-run (every linear), 2·tokens·params each, and attention as causal attention needs it,
+ *    2·tokens·(seq+1)·H·D per pass (scores and context over the keys at or before each query). At long windows
+ *    shears computes about that (ops.causalAttention's query chunks skip the masked half); at short ones it
+ *    computes the full S×S, which is then counted as overhead.
  *  - statistics, SparseGPT: Σ over the block's distinct linear inputs of 2·tokens·cols² (XᵀX as a full
  *    product; the engine computes half of it and mirrors). Wanda: column sums of squares, bandwidth-bound,
  *    so only seconds are reported.
@@ -63,7 +65,7 @@ const inputWidths = (s: EfficiencyShape): number[] => [s.hidden, s.hidden, s.hid
 
 /** Per-block FLOPs of each phase over `tokens` tokens in windows of `seq`. */
 export function phaseFlops(s: EfficiencyShape, tokens: number, seq: number): { forward: number; gram: number } {
-  const attention = 4 * tokens * seq * s.hidden;
+  const attention = 2 * tokens * (seq + 1) * s.hidden;
   const down = s.hidden * s.intermediate;
   const forward = 2 * tokens * (params(s) - down) + attention + 2 * tokens * params(s) + attention;
   const gram = inputWidths(s).reduce((a, c) => a + 2 * tokens * c * c, 0);

@@ -15,21 +15,24 @@
  * - Gemma 2 soft-caps attention scores (before the mask) and the final logits, cap · tanh(x / cap);
  *   Gemma 3 only when its config asks;
  * - Gemma 3 normalises q and k per head ((1 + w) RMSNorm over head_dim) before RoPE, and its sliding layers
- *   use their own RoPE base (rope_local_base_freq / rope_parameters.sliding_attention), without scaling.
+ *   use their own RoPE (rope_local_base_freq, unscaled, in transformers 4; rope_parameters.sliding_attention
+ *   in 5); any RoPE variant of rope.ts is read.
+ * Everything else is the shared decoder base (decoder.ts) and its block patterns (block-graph.ts).
  *
  * The activation: hidden_activation when config.json gives it, else gelu_pytorch_tanh, as HF's Gemma code
  * has resolved it since transformers#29402; `hidden_act` is not read, because the first Gemma configs on the
  * Hub say "gelu" there although the models were trained with the tanh approximation (the warning HF printed
  * for them said so).
  */
-import { GraphBuilder } from '../engine/graph.js';
-import { tensor, type Feeds } from '../engine/session.js';
 import { preview } from '../errors.js';
 import { f32BitsToBf16Bits, f32BitsToF16Bits, bf16BitsToF32Bits, f16BitsToF32Bits } from '../io/dtype.js';
-import { ConfigReader, readHeads, readRope } from './config.js';
-import { activation, attentionInputs, causalAttention, causalMask, isActivation, linear, rmsNorm, rotary, ropeTables, splitHeads, ACTIVATIONS, type Activation } from './ops.js';
-import { HeadedArchitecture, finishBlock, linearLayers, embedRows, runBlockGraph, tokensOf, weightFeed, type BuiltBlock, type HeadGraph } from './runtime.js';
-import type { Architecture, BlockResult, LinearLayer, ModelSpec, Weights } from './types.js';
+import { gatedMlp, linearDefs, normDefs, residualBlock, type BlockGraph, type BlockLayout, type BlockOutputs, type Branch } from './block-graph.js';
+import { ConfigReader, readHeads } from './config.js';
+import { DecoderArchitecture } from './decoder.js';
+import { isActivation, rmsNorm, ACTIVATIONS, type Activation } from './ops.js';
+import { readRope, requireWholeHead, type Rope, type RopeTables } from './rope.js';
+import { embedRows, weightFeed, type HeadGraph } from './runtime.js';
+import type { Architecture, ModelSpec, Weights } from './types.js';
 
 export const GEMMA_MODEL_TYPES = ['gemma', 'gemma2', 'gemma3_text'] as const;
 type GemmaType = (typeof GEMMA_MODEL_TYPES)[number];
@@ -40,12 +43,6 @@ const DEFAULTS: Record<GemmaType, { vocab: number; hidden: number; inter: number
   gemma2: { vocab: 256000, hidden: 2304, inter: 9216, layers: 26, heads: 8, kvHeads: 4, maxPositions: 8192, theta: 10000, attnCap: 50, finalCap: 30 },
   gemma3_text: { vocab: 262208, hidden: 2304, inter: 9216, layers: 26, heads: 8, kvHeads: 4, maxPositions: 131072, theta: 1e6 },
 };
-
-/** The RoPE of one layer: base and the linear position-interpolation factor (1 = none). */
-interface LayerRope {
-  theta: number;
-  factor: number;
-}
 
 interface GemmaOptions {
   eps: number;
@@ -61,7 +58,7 @@ interface GemmaOptions {
   /** √hidden_size rounded to the model's dtype. */
   embedScale: number;
   windows: (layer: number) => number | undefined;
-  rope: (layer: number) => LayerRope;
+  rope: (layer: number) => Rope;
 }
 
 export function createGemma(config: Record<string, unknown>, configPath: string): Architecture {
@@ -83,6 +80,9 @@ export function createGemma(config: Record<string, unknown>, configPath: string)
   if (!isActivation(act)) throw c.error('hidden_activation', `"${act}" is not supported (supported: ${ACTIVATIONS.join(', ')})`);
   const dtype = c.dtype();
   const v1 = modelType === 'gemma';
+  const maxPositions = c.int('max_position_embeddings', d.maxPositions);
+  const ropeOf = modelType === 'gemma3_text' ? gemma3Rope(c, modelType, numLayers, heads.headDim, maxPositions) : constantRope(readRope(c, { headDim: heads.headDim, defaultTheta: d.theta, maxPositions }));
+  for (const i of new Set([0, numLayers - 1])) requireWholeHead(c, ropeOf(i), heads.headDim, modelType);
   const opts: GemmaOptions = {
     eps: c.positive('rms_norm_eps', 1e-6),
     act,
@@ -94,7 +94,7 @@ export function createGemma(config: Record<string, unknown>, configPath: string)
     finalCap: v1 ? undefined : optionalCap(c, 'final_logit_softcapping', d.finalCap),
     embedScale: roundTo(dtype, Math.sqrt(hiddenSize)),
     windows: v1 ? () => undefined : slidingWindows(c, modelType, numLayers),
-    rope: modelType === 'gemma3_text' ? gemma3Rope(c, modelType, numLayers) : constantRope(readRope(c, d.theta).theta),
+    rope: ropeOf,
   };
   const spec: ModelSpec = {
     family: 'gemma',
@@ -104,7 +104,7 @@ export function createGemma(config: Record<string, unknown>, configPath: string)
     ...heads,
     intermediateSize: c.int('intermediate_size', d.inter),
     vocabSize: c.int('vocab_size', d.vocab),
-    maxPositions: c.int('max_position_embeddings', d.maxPositions),
+    maxPositions,
     tieWordEmbeddings: c.bool('tie_word_embeddings', true),
     bosTokenId: c.has('bos_token_id') ? c.tokenId('bos_token_id') : 2,
     eosTokenId: c.has('eos_token_id') ? c.tokenId('eos_token_id') : 1,
@@ -151,93 +151,30 @@ function layerIsSliding(c: ConfigReader, modelType: GemmaType, layers: number): 
   return (i) => (i + 1) % pattern !== 0;
 }
 
-function constantRope(theta: number): (layer: number) => LayerRope {
-  return () => ({ theta, factor: 1 });
+function constantRope(rope: Rope): (layer: number) => Rope {
+  return () => rope;
 }
 
 /**
  * Gemma 3's two RoPEs: full-attention layers use rope_theta with rope_scaling (transformers 4) or
- * rope_parameters.full_attention (5); sliding layers rope_local_base_freq (4) or
- * rope_parameters.sliding_attention (5), never scaled.
+ * rope_parameters.full_attention (5); sliding layers rope_local_base_freq, never scaled (4), or
+ * rope_parameters.sliding_attention (5).
  */
-function gemma3Rope(c: ConfigReader, modelType: GemmaType, layers: number): (layer: number) => LayerRope {
+function gemma3Rope(c: ConfigReader, modelType: GemmaType, layers: number, headDim: number, maxPositions: number): (layer: number) => Rope {
   const sliding = layerIsSliding(c, modelType, layers);
   const params = c.config.rope_parameters;
-  let global: LayerRope;
-  let local: LayerRope;
-  if (params !== undefined && params !== null && typeof params === 'object' && !Array.isArray(params) && ('full_attention' in params || 'sliding_attention' in params)) {
-    const p = params as Record<string, unknown>;
-    global = ropeEntry(c, 'rope_parameters.full_attention', p.full_attention, DEFAULTS.gemma3_text.theta);
-    local = ropeEntry(c, 'rope_parameters.sliding_attention', p.sliding_attention, 10000);
-  } else {
-    global = { theta: readRope(stripScaling(c), DEFAULTS.gemma3_text.theta).theta, factor: scalingFactor(c, 'rope_scaling', c.config.rope_scaling) };
-    local = { theta: c.positive('rope_local_base_freq', 10000), factor: 1 };
-  }
+  const perLayer = params !== undefined && params !== null && typeof params === 'object' && !Array.isArray(params) && ('full_attention' in params || 'sliding_attention' in params);
+  const at = { headDim, maxPositions };
+  const global = readRope(c, { ...at, defaultTheta: DEFAULTS.gemma3_text.theta, layerType: perLayer ? 'full_attention' : undefined });
+  const local = perLayer
+    ? readRope(c, { ...at, defaultTheta: 10000, layerType: 'sliding_attention' })
+    : readRope(c, { ...at, defaultTheta: 10000, params: { label: 'rope_local_base_freq', fields: { rope_theta: c.positive('rope_local_base_freq', 10000) } } });
   return (i) => (sliding(i) ? local : global);
 }
 
-/** One rope_parameters entry: {rope_type, rope_theta, factor}. */
-function ropeEntry(c: ConfigReader, label: string, entry: unknown, defaultTheta: number): LayerRope {
-  if (entry === undefined || entry === null) return { theta: defaultTheta, factor: 1 };
-  if (typeof entry !== 'object' || Array.isArray(entry)) throw c.error(label, `must be an object, got ${preview(entry)}`);
-  const e = entry as Record<string, unknown>;
-  const theta = e.rope_theta === undefined ? defaultTheta : e.rope_theta;
-  if (typeof theta !== 'number' || !(theta > 0) || !Number.isFinite(theta)) throw c.error(`${label}.rope_theta`, `must be a positive number, got ${preview(theta)}`);
-  return { theta, factor: scalingFactor(c, label, e) };
-}
-
-/** The linear factor of a rope_scaling / rope_parameters object: 1 for "default", its factor for "linear". */
-function scalingFactor(c: ConfigReader, label: string, s: unknown): number {
-  if (s === undefined || s === null) return 1;
-  if (typeof s !== 'object' || Array.isArray(s)) throw c.error(label, `must be an object, got ${preview(s)}`);
-  const o = s as Record<string, unknown>;
-  const type = o.rope_type ?? o.type ?? 'default';
-  if (type === 'default') return 1;
-  if (type !== 'linear') throw c.error(label, `${preview(s)} is not supported (Gemma 3: "default" or "linear" RoPE)`);
-  if (typeof o.factor !== 'number' || !(o.factor >= 1) || !Number.isFinite(o.factor)) throw c.error(`${label}.factor`, `must be a number ≥ 1, got ${preview(o.factor)}`);
-  return o.factor;
-}
-
-/** The config without rope_scaling, for reading rope_theta alone (the scaling is read apart). */
-function stripScaling(c: ConfigReader): ConfigReader {
-  const { rope_scaling: _, ...rest } = c.config;
-  return new ConfigReader(rest, c.path);
-}
-
-/**
- * RoPE tables with linear position interpolation as HF computes it: the float32 inverse frequencies
- * divided by the factor (in float32), then the default tables' arithmetic.
- */
-function linearRopeTables(seq: number, D: number, r: LayerRope): { cos: Float32Array; sin: Float32Array } {
-  if (r.factor === 1) return ropeTables(seq, D, r.theta);
-  const f = Math.fround;
-  const half = D / 2;
-  const cos = new Float32Array(seq * D);
-  const sin = new Float32Array(seq * D);
-  for (let i = 0; i < half; i++) {
-    const inv = f(f(1 / f(Math.pow(r.theta, f((2 * i) / D)))) / f(r.factor));
-    for (let p = 0; p < seq; p++) {
-      const angle = f(p * inv);
-      cos[p * D + i] = cos[p * D + half + i] = Math.cos(angle);
-      sin[p * D + i] = sin[p * D + half + i] = Math.sin(angle);
-    }
-  }
-  return { cos, sin };
-}
-
-const SHORT: Record<string, string> = {
-  'self_attn.q_proj': 'q',
-  'self_attn.k_proj': 'k',
-  'self_attn.v_proj': 'v',
-  'self_attn.o_proj': 'o',
-  'mlp.gate_proj': 'gate',
-  'mlp.up_proj': 'up',
-  'mlp.down_proj': 'down',
-};
-
-class GemmaArchitecture extends HeadedArchitecture implements Architecture {
-  private readonly key: string;
+class GemmaArchitecture extends DecoderArchitecture {
   protected readonly head: HeadGraph;
+  private readonly blockLayout: BlockLayout;
 
   constructor(
     readonly spec: ModelSpec,
@@ -245,7 +182,23 @@ class GemmaArchitecture extends HeadedArchitecture implements Architecture {
   ) {
     super();
     const s = spec;
-    this.key = `gemma|h${s.hiddenSize}|i${s.intermediateSize}|H${s.numHeads}|kv${s.numKvHeads}|d${s.headDim}|eps${o.eps}|${o.act}|s${o.scale}|b${+o.attnBias}|sw${+o.sandwich}|qk${+o.qkNorm}|cap${o.attnCap}`;
+    const { hiddenSize: h, intermediateSize: m, numHeads: H, numKvHeads: KV, headDim: D } = s;
+    const norms = ['input_layernorm', 'post_attention_layernorm', ...(o.sandwich ? ['pre_feedforward_layernorm', 'post_feedforward_layernorm'] : [])];
+    this.blockLayout = {
+      key: `gemma|h${h}|i${m}|H${H}|kv${KV}|d${D}|eps${o.eps}|${o.act}|s${o.scale}|b${+o.attnBias}|sw${+o.sandwich}|qk${+o.qkNorm}|cap${o.attnCap}`,
+      headDim: D,
+      rotaryDim: D,
+      norms: [...normDefs(norms, h, false), ...(o.qkNorm ? normDefs(['self_attn.q_norm', 'self_attn.k_norm'], D, false) : [])],
+      linears: linearDefs([
+        ['self_attn.q_proj', H * D, h, 'attn_in', 0, o.attnBias],
+        ['self_attn.k_proj', KV * D, h, 'attn_in', 0, o.attnBias],
+        ['self_attn.v_proj', KV * D, h, 'attn_in', 0, o.attnBias],
+        ['self_attn.o_proj', h, H * D, 'o_in', 1, o.attnBias],
+        ['mlp.gate_proj', m, h, 'mlp_in', 2, false],
+        ['mlp.up_proj', m, h, 'mlp_in', 2, false],
+        ['mlp.down_proj', h, m, 'down_in', 3, false],
+      ]),
+    };
     this.head = {
       key: `gemma-head|h${s.hiddenSize}|v${s.vocabSize}|eps${o.eps}|cap${o.finalCap}`,
       hidden: s.hiddenSize,
@@ -257,43 +210,20 @@ class GemmaArchitecture extends HeadedArchitecture implements Architecture {
     };
   }
 
-  private p(i: number): string {
-    if (!Number.isInteger(i) || i < 0 || i >= this.spec.numLayers) throw new Error(`block ${i} is outside 0..${this.spec.numLayers - 1}`);
+  protected blockPrefix(i: number): string {
     return `model.layers.${i}.`;
   }
 
-  linears(i: number): LinearLayer[] {
-    const { hiddenSize: h, intermediateSize: m, numHeads, numKvHeads, headDim } = this.spec;
-    return linearLayers(this.p(i), false, [
-      ['self_attn.q_proj', numHeads * headDim, h, 'attn_in', 0],
-      ['self_attn.k_proj', numKvHeads * headDim, h, 'attn_in', 0],
-      ['self_attn.v_proj', numKvHeads * headDim, h, 'attn_in', 0],
-      ['self_attn.o_proj', h, numHeads * headDim, 'o_in', 1],
-      ['mlp.gate_proj', m, h, 'mlp_in', 2],
-      ['mlp.up_proj', m, h, 'mlp_in', 2],
-      ['mlp.down_proj', h, m, 'down_in', 3],
-    ]);
+  protected layout(): BlockLayout {
+    return this.blockLayout;
   }
 
-  /** The block's norms: graph input name → tensor name inside the block, with its width. */
-  private norms(): [string, string, 'h' | 'd'][] {
-    const n: [string, string, 'h' | 'd'][] = [
-      ['ln1', 'input_layernorm', 'h'],
-      ['ln2', 'post_attention_layernorm', 'h'],
-    ];
-    if (this.o.sandwich) n.push(['ln3', 'pre_feedforward_layernorm', 'h'], ['ln4', 'post_feedforward_layernorm', 'h']);
-    if (this.o.qkNorm) n.push(['q_norm', 'self_attn.q_norm', 'd'], ['k_norm', 'self_attn.k_norm', 'd']);
-    return n;
+  protected override window(i: number): number | undefined {
+    return this.o.windows(i);
   }
 
-  blockTensors(i: number): string[] {
-    const p = this.p(i);
-    const names = this.norms().map(([, t]) => `${p}${t}.weight`);
-    for (const l of this.linears(i)) {
-      names.push(l.tensor);
-      if (this.o.attnBias && l.name.startsWith('self_attn.')) names.push(`${p}${l.name}.bias`);
-    }
-    return names;
+  protected override rope(i: number, seq: number): RopeTables {
+    return this.o.rope(i).tables(seq);
   }
 
   embedTensors(): string[] {
@@ -311,63 +241,29 @@ class GemmaArchitecture extends HeadedArchitecture implements Architecture {
     return x;
   }
 
-  private build(capture: boolean): BuiltBlock {
-    const { hiddenSize: h, intermediateSize: m, numHeads: H, numKvHeads: KV, headDim: D } = this.spec;
+  /** Llama's block with (1 + w) norms, GeGLU, the score scale and cap, and (Gemma 2/3) norms on each branch output. */
+  protected body(b: BlockGraph): BlockOutputs {
+    const { numHeads: H, numKvHeads: KV, headDim: D } = this.spec;
     const o = this.o;
-    const g = new GraphBuilder('gemma_block');
-    const x = g.input('x', 'float32', ['tokens', h]);
-    const att = attentionInputs(g, D);
-    const weight = (name: string, dims: number[]) => g.input(name, 'float32', dims);
-    const norm = (input: string, name: string, width: number) => rmsNorm(g, input, weight(name, [width]), o.eps, true);
-    const lin = (input: string, name: string, rows: number, cols: number, bias: boolean) =>
-      linear(g, input, weight(`${name}.w`, [rows, cols]), bias ? weight(`${name}.b`, [rows]) : undefined);
-
-    const attnIn = norm(x, 'ln1', h);
-    let q = splitHeads(g, lin(attnIn, 'q', H * D, h, o.attnBias), att.seq, H, D);
-    let k = splitHeads(g, lin(attnIn, 'k', KV * D, h, o.attnBias), att.seq, KV, D);
-    const v = splitHeads(g, lin(attnIn, 'v', KV * D, h, o.attnBias), att.seq, KV, D);
-    if (o.qkNorm) {
-      q = norm(q, 'q_norm', D);
-      k = norm(k, 'k_norm', D);
-    }
-    q = rotary(g, q, att.cos!, att.sin!, D, D);
-    k = rotary(g, k, att.cos!, att.sin!, D, D);
-    const oIn = causalAttention(g, q, k, v, att.mask, { numHeads: H, numKvHeads: KV, headDim: D, scale: o.scale, softcap: o.attnCap });
-    const attnOut = lin(oIn, 'o', h, H * D, o.attnBias);
-    const hMid = g.op('Add', [x, o.sandwich ? norm(attnOut, 'ln2', h) : attnOut]);
-    const mlpIn = norm(hMid, o.sandwich ? 'ln3' : 'ln2', h);
-    const downIn = g.op('Mul', [activation(g, lin(mlpIn, 'gate', m, h, false), o.act), lin(mlpIn, 'up', m, h, false)]);
-    const mlpOut = lin(downIn, 'down', h, m, false);
-    const out = g.op('Add', [hMid, o.sandwich ? norm(mlpOut, 'ln4', h) : mlpOut]);
-
-    return finishBlock(g, x, out, h, capture, { attn_in: [attnIn, h], o_in: [oIn, H * D], mlp_in: [mlpIn, h], down_in: [downIn, m] });
-  }
-
-  async runBlock(i: number, w: Weights, x: Float32Array, seq: number, capture: boolean, out?: Float32Array | null): Promise<BlockResult> {
-    const { hiddenSize: h, intermediateSize: m, numHeads: H, headDim: D } = this.spec;
-    const tokens = tokensOf(x, h, seq);
-    const p = this.p(i);
-    const rope = linearRopeTables(seq, D, this.o.rope(i));
-    const feeds: Feeds = {
-      x: tensor(x, [tokens, h]),
-      mask: tensor(causalMask(seq, this.o.windows(i)), [seq, seq]),
-      cos: tensor(rope.cos, [seq, D]),
-      sin: tensor(rope.sin, [seq, D]),
+    const norm = (name: string) => (x: string) => b.rmsNorm(x, name, o.eps, true);
+    const attention = (a: string): Branch => {
+      let q = b.heads(b.linear(a, 'self_attn.q_proj'), H);
+      let k = b.heads(b.linear(a, 'self_attn.k_proj'), KV);
+      const v = b.heads(b.linear(a, 'self_attn.v_proj'), KV);
+      if (o.qkNorm) {
+        q = norm('self_attn.q_norm')(q);
+        k = norm('self_attn.k_norm')(k);
+      }
+      const oIn = b.attention(b.rotary(q), b.rotary(k), v, { numHeads: H, numKvHeads: KV, headDim: D, scale: o.scale, softcap: o.attnCap });
+      return { out: b.linear(oIn, 'self_attn.o_proj'), inputs: { o_in: oIn } };
     };
-    for (const [input, t, width] of this.norms()) feeds[input] = weightFeed(w, `${p}${t}.weight`, [width === 'h' ? h : D]);
-    for (const l of this.linears(i)) {
-      feeds[`${SHORT[l.name]}.w`] = weightFeed(w, l.tensor, [l.rows, l.cols]);
-      if (this.o.attnBias && l.name.startsWith('self_attn.')) feeds[`${SHORT[l.name]}.b`] = weightFeed(w, `${p}${l.name}.bias`, [l.rows]);
-    }
-    return runBlockGraph({
-      key: this.key,
-      build: (cap) => this.build(cap),
-      feeds,
-      tokens,
-      hidden: h,
-      capture,
-      widths: { attn_in: h, o_in: H * D, mlp_in: h, down_in: m },
-      out,
+    return residualBlock(b, {
+      norm1: norm('input_layernorm'),
+      attention,
+      post1: o.sandwich ? norm('post_attention_layernorm') : undefined,
+      norm2: norm(o.sandwich ? 'pre_feedforward_layernorm' : 'post_attention_layernorm'),
+      mlp: (x) => gatedMlp(b, x, { gate: 'mlp.gate_proj', up: 'mlp.up_proj', down: 'mlp.down_proj', act: o.act, width: this.spec.intermediateSize }),
+      post2: o.sandwich ? norm('post_feedforward_layernorm') : undefined,
     });
   }
 }

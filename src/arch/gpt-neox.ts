@@ -9,10 +9,11 @@
  * rotary_ndims = int(D · rotary_pct) dims of each head. Head: final_layer_norm, then embed_out (untied).
  * Tensor names: "gpt_neox." prefix (GPTNeoXForCausalLM); the bare GPTNeoXModel has none.
  */
-import { ConfigReader, readRope } from './config.js';
+import { ConfigReader } from './config.js';
 import { linearDefs, normDefs, plainMlp, residualBlock, type BlockGraph, type BlockLayout, type BlockOutputs, type Branch } from './block-graph.js';
 import { DecoderArchitecture } from './decoder.js';
-import { isActivation, layerNorm, ropeTables, ACTIVATIONS, type Activation } from './ops.js';
+import { isActivation, layerNorm, ACTIVATIONS, type Activation } from './ops.js';
+import { readRope, type Rope } from './rope.js';
 import { checkSeq, embedRows, weightFeed, type HeadGraph } from './runtime.js';
 import type { Architecture, ModelSpec, TensorSource, Weights } from './types.js';
 
@@ -24,8 +25,7 @@ interface NeoxOptions {
   parallel: boolean;
   /** attention_bias: query_key_value and dense have biases (the MLP always has). */
   attnBias: boolean;
-  rotaryDim: number;
-  ropeTheta: number;
+  rope: Rope;
 }
 
 /**
@@ -45,14 +45,14 @@ export function createGptNeox(config: Record<string, unknown>, configPath: strin
   const act = c.str('hidden_act', 'gelu');
   if (!isActivation(act)) throw c.error('hidden_act', `"${act}" is not supported (supported: ${ACTIVATIONS.join(', ')})`);
 
-  const rope = readRope(c, c.positive('rotary_emb_base', 10000));
-  const pctField = c.has('rotary_pct') ? 'rotary_pct' : c.has('partial_rotary_factor') ? 'partial_rotary_factor' : undefined;
-  const pct = pctField ? c.fraction(pctField, 0.25) : (rope.partialRotaryFactor ?? 0.25);
-  // HF truncates the float product: rotary_ndims = int(head_size * rotary_pct).
-  const rotaryDim = Math.floor(headDim * pct);
-  if (rotaryDim < 2 || rotaryDim % 2 !== 0) {
-    throw c.error(pctField ?? 'rope_parameters.partial_rotary_factor', `(${pct}) gives ${rotaryDim} rotary dims of the head's ${headDim}; an even number ≥ 2 is required`);
-  }
+  const maxPositions = c.int('max_position_embeddings', 2048);
+  const rope = readRope(c, {
+    headDim,
+    defaultTheta: c.positive('rotary_emb_base', 10000),
+    maxPositions,
+    partialRotary: c.has('rotary_pct') ? { value: c.fraction('rotary_pct', 0.25), field: 'rotary_pct' } : undefined,
+    defaultPartialRotary: 0.25,
+  });
 
   const prefix = tensors && !tensors.has('gpt_neox.layers.0.mlp.dense_h_to_4h.weight') && tensors.has('layers.0.mlp.dense_h_to_4h.weight') ? '' : 'gpt_neox.';
   const opts: NeoxOptions = {
@@ -61,8 +61,7 @@ export function createGptNeox(config: Record<string, unknown>, configPath: strin
     act,
     parallel: c.bool('use_parallel_residual', true),
     attnBias: c.bool('attention_bias', true),
-    rotaryDim,
-    ropeTheta: rope.theta,
+    rope,
   };
   const spec: ModelSpec = {
     family: 'gpt_neox',
@@ -74,7 +73,7 @@ export function createGptNeox(config: Record<string, unknown>, configPath: strin
     headDim,
     intermediateSize: c.int('intermediate_size', 24576),
     vocabSize: c.int('vocab_size', 50432),
-    maxPositions: c.int('max_position_embeddings', 2048),
+    maxPositions,
     tieWordEmbeddings: c.bool('tie_word_embeddings', false),
     bosTokenId: c.has('bos_token_id') ? c.tokenId('bos_token_id') : 0,
     eosTokenId: c.has('eos_token_id') ? c.tokenId('eos_token_id') : 2,
@@ -100,9 +99,9 @@ class GptNeoxArchitecture extends DecoderArchitecture {
     const finalNorm = { w: `${o.prefix}final_layer_norm.weight`, b: `${o.prefix}final_layer_norm.bias` };
     this.finalNorm = finalNorm;
     this.blockLayout = {
-      key: `gpt_neox|h${h}|i${m}|H${s.numHeads}|r${o.rotaryDim}|eps${o.eps}|${o.act}|par${+o.parallel}|b${+o.attnBias}`,
+      key: `gpt_neox|h${h}|i${m}|H${s.numHeads}|r${o.rope.rotaryDim}|eps${o.eps}|${o.act}|par${+o.parallel}|b${+o.attnBias}`,
       headDim: s.headDim,
-      rotaryDim: o.rotaryDim,
+      rotaryDim: o.rope.rotaryDim,
       norms: normDefs(['input_layernorm', 'post_attention_layernorm'], h, true),
       linears: linearDefs([
         ['attention.query_key_value', 3 * h, h, 'attn_in', 0, o.attnBias],
@@ -133,7 +132,7 @@ class GptNeoxArchitecture extends DecoderArchitecture {
   }
 
   protected override rope(_i: number, seq: number): { cos: Float32Array; sin: Float32Array } {
-    return ropeTables(seq, this.o.rotaryDim, this.o.ropeTheta);
+    return this.o.rope.tables(seq);
   }
 
   embedTensors(): string[] {

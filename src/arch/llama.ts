@@ -6,10 +6,11 @@
  * All weights nn.Linear [out, in]; RoPE is rotate_half over the whole head; GQA shares kv head h/rep.
  */
 import { preview } from '../errors.js';
-import { ConfigReader, readHeads, readRope } from './config.js';
+import { ConfigReader, readHeads } from './config.js';
 import { gatedMlp, linearDefs, normDefs, residualBlock, type BlockGraph, type BlockLayout, type BlockOutputs, type Branch } from './block-graph.js';
 import { DecoderArchitecture } from './decoder.js';
-import { isActivation, rmsNorm, ropeTables, ACTIVATIONS, type Activation } from './ops.js';
+import { isActivation, rmsNorm, ACTIVATIONS, type Activation } from './ops.js';
+import { readRope, requireWholeHead, type Rope } from './rope.js';
 import { embedRows, weightFeed, type HeadGraph } from './runtime.js';
 import type { Architecture, ModelSpec, Weights } from './types.js';
 
@@ -22,7 +23,7 @@ const DEFAULT_MAX_POSITIONS: Record<LlamaType, number> = { llama: 2048, mistral:
 /** What differs between the four model types, all read from config.json. */
 interface LlamaOptions {
   eps: number;
-  ropeTheta: number;
+  rope: Rope;
   act: Activation;
   qkvBias: boolean;
   oBias: boolean;
@@ -45,9 +46,12 @@ export function createLlama(config: Record<string, unknown>, configPath: string)
   const act = c.str('hidden_act', 'silu');
   if (!isActivation(act)) throw c.error('hidden_act', `"${act}" is not supported (supported: ${ACTIVATIONS.join(', ')})`);
   const attentionBias = c.bool('attention_bias', false);
+  const maxPositions = c.int('max_position_embeddings', DEFAULT_MAX_POSITIONS[modelType]);
+  const rope = readRope(c, { headDim: heads.headDim, defaultTheta: 10000, maxPositions });
+  requireWholeHead(c, rope, heads.headDim, modelType);
   const opts: LlamaOptions = {
     eps: c.positive('rms_norm_eps', 1e-6),
-    ropeTheta: readRope(c, 10000).theta,
+    rope,
     act,
     qkvBias: modelType === 'qwen2' || (modelType !== 'mistral' && attentionBias),
     oBias: (modelType === 'llama' || modelType === 'qwen3') && attentionBias,
@@ -63,7 +67,7 @@ export function createLlama(config: Record<string, unknown>, configPath: string)
     ...heads,
     intermediateSize: c.int('intermediate_size'),
     vocabSize: c.int('vocab_size'),
-    maxPositions: c.int('max_position_embeddings', DEFAULT_MAX_POSITIONS[modelType]),
+    maxPositions,
     tieWordEmbeddings: c.bool('tie_word_embeddings', false),
     bosTokenId: c.tokenId('bos_token_id'),
     eosTokenId: c.tokenId('eos_token_id'),
@@ -150,7 +154,7 @@ class LlamaArchitecture extends DecoderArchitecture {
   }
 
   protected override rope(_i: number, seq: number): { cos: Float32Array; sin: Float32Array } {
-    return ropeTables(seq, this.spec.headDim, this.o.ropeTheta);
+    return this.o.rope.tables(seq);
   }
 
   embedTensors(): string[] {

@@ -245,7 +245,7 @@ export class MoeArchitecture extends HeadedArchitecture implements Architecture,
     }
     q = rotary(g, q, att.cos!, att.sin!, D, D);
     k = rotary(g, k, att.cos!, att.sin!, D, D);
-    const oIn = causalAttention(g, q, k, v, att.mask, { numHeads: H, numKvHeads: KV, headDim: D });
+    const oIn = causalAttention(g, q, k, v, att, { numHeads: H, numKvHeads: KV, headDim: D });
     const hMid = g.op('Add', [x, lin(oIn, 'o', h, H * D)]);
     const mlpIn = rmsNorm(g, hMid, weight('ln2', [h]), o.eps);
     const captured: Record<string, readonly [string, number]> = capture ? { attn_in: [attnIn, h], o_in: [oIn, H * D] } : {};

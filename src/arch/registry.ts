@@ -9,6 +9,7 @@ import { createGptNeox } from './gpt-neox.js';
 import { createLlama } from './llama.js';
 import { createMixtral } from './mixtral.js';
 import { createOpt } from './opt.js';
+import { createPhi3 } from './phi3.js';
 import { createQwenMoe } from './qwen-moe.js';
 import type { Architecture, TensorSource } from './types.js';
 
@@ -29,6 +30,7 @@ const FACTORIES: Record<string, Factory> = {
   mixtral: createMixtral,
   qwen2_moe: createQwenMoe,
   qwen3_moe: createQwenMoe,
+  phi3: createPhi3,
 };
 
 /** The model_type values shears can run. */

@@ -7,12 +7,12 @@
  * contiguous runs of `seq` tokens, each attending causally within itself, positions 0..seq-1.
  */
 
-export type Family = 'llama' | 'opt' | 'gpt2' | 'gpt_neox' | 'bloom' | 'gemma' | 'moe';
+export type Family = 'llama' | 'opt' | 'gpt2' | 'gpt_neox' | 'bloom' | 'gemma' | 'moe' | 'phi3';
 
 /** The parts of config.json that every family shares, normalised. Family-specific fields stay in the adapter. */
 export interface ModelSpec {
   family: Family;
-  /** config.model_type as written (llama, mistral, qwen2, qwen3, opt, gpt2, gpt_neox, bloom, gemma, gemma2, gemma3_text). */
+  /** config.model_type as written (llama, mistral, qwen2, qwen3, opt, gpt2, gpt_neox, bloom, gemma, gemma2, gemma3_text, phi3). */
   modelType: string;
   hiddenSize: number;
   numLayers: number;

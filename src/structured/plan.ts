@@ -31,7 +31,15 @@ export interface ChannelPlan {
   removed: number;
 }
 
+/**
+ * Families whose MLP input or q/k/v projections are one fused matrix: removing a channel or head there means
+ * cutting matching rows out of every part of it, which block.ts does not do, so both options are refused.
+ */
+const FUSED: Partial<Record<Family, { mlp: string; attention: string }>> = { phi3: { mlp: 'mlp.gate_up_proj', attention: 'self_attn.qkv_proj' } };
+
 export function planChannels(spec: ModelSpec, p: number): ChannelPlan {
+  const fused = FUSED[spec.family];
+  if (fused) throw usageError(`--channels: ${spec.modelType} stores gate and up fused in ${fused.mlp}; removing MLP channels from a fused matrix is not supported (--drop-blocks and the unstructured methods are)`);
   if (!INTERMEDIATE_KEY[spec.family]) throw usageError(`--channels: ${spec.modelType} has no configurable MLP width in config.json, so a narrower MLP would not load`);
   const before = spec.intermediateSize;
   const removed = Math.round(p * before);
@@ -58,6 +66,8 @@ export interface HeadPlan {
  * whose realised fraction is closest to p; per-group on a tie (it keeps every K/V head).
  */
 export function planHeads(spec: ModelSpec, p: number): HeadPlan {
+  const fused = FUSED[spec.family];
+  if (fused) throw usageError(`--heads: ${spec.modelType} stores q, k and v fused in ${fused.attention}; removing heads from a fused matrix is not supported (--drop-blocks and the unstructured methods are)`);
   if (spec.family !== 'llama') {
     throw usageError(`--heads: ${spec.modelType} checkpoints derive the head size from hidden_size / num_attention_heads in transformers, so fewer heads would not load there; --heads supports the llama family (which reads head_dim)`);
   }

@@ -26,7 +26,7 @@ function failure(f: () => unknown): ShearsError {
 
 describe('registry', () => {
   it('dispatches every supported model_type to its family', () => {
-    expect([...SUPPORTED_MODEL_TYPES].sort()).toEqual(['bloom', 'gemma', 'gemma2', 'gemma3_text', 'gpt2', 'gpt_neox', 'llama', 'mistral', 'mixtral', 'opt', 'qwen2', 'qwen2_moe', 'qwen3', 'qwen3_moe']);
+    expect([...SUPPORTED_MODEL_TYPES].sort()).toEqual(['bloom', 'gemma', 'gemma2', 'gemma3_text', 'gpt2', 'gpt_neox', 'llama', 'mistral', 'mixtral', 'opt', 'phi3', 'qwen2', 'qwen2_moe', 'qwen3', 'qwen3_moe']);
     for (const t of ['llama', 'mistral', 'qwen2', 'qwen3']) {
       const a = architectureFor({ ...LLAMA, model_type: t }, PATH);
       expect(a.spec.family).toBe('llama');
@@ -81,11 +81,14 @@ describe('config errors name the file and the field', () => {
     expect(failure(() => architectureFor({ ...GPT2, scale_attn_by_inverse_layer_idx: true }, PATH)).message).toBe(`${PATH}: scale_attn_by_inverse_layer_idx true is not supported`);
   });
 
-  it('scaled RoPE is refused; the v5 rope_parameters object and dtype are read', () => {
+  it('scaled RoPE is read (rope.ts); an unknown rope type is refused by name; the v5 rope_parameters object and dtype are read', () => {
     const llama3 = { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 };
-    expect(failure(() => architectureFor({ ...LLAMA, rope_scaling: llama3 }, PATH)).message).toMatch(/^models\/x\/config\.json: rope_scaling \{"rope_type":"llama3".*is not supported \(only unscaled RoPE is\)$/);
-    expect(failure(() => architectureFor({ ...LLAMA, rope_theta: undefined, rope_parameters: { rope_type: 'yarn', rope_theta: 1e6, factor: 4 } }, PATH)).message).toBe(
-      `${PATH}: rope_parameters.rope_type "yarn" is not supported (only "default" RoPE is)`,
+    expect(architectureFor({ ...LLAMA, rope_scaling: llama3 }, PATH).spec.modelType).toBe('llama');
+    expect(failure(() => architectureFor({ ...LLAMA, rope_scaling: { ...llama3, rope_type: 'llama4' } }, PATH)).message).toBe(
+      `${PATH}: rope_scaling rope_type "llama4" is not supported (supported: default, linear, dynamic, llama3, yarn, longrope)`,
+    );
+    expect(failure(() => architectureFor({ ...LLAMA, rope_theta: undefined, rope_parameters: { rope_type: 'mrope', rope_theta: 1e6, factor: 4 } }, PATH)).message).toBe(
+      `${PATH}: rope_parameters rope_type "mrope" is not supported (supported: default, linear, dynamic, llama3, yarn, longrope)`,
     );
 
     const { rope_theta: _, torch_dtype: __, rope_scaling: ___, ...v5base } = LLAMA;

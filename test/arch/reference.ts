@@ -149,17 +149,29 @@ export function erf(x: number): number {
  * p = t mod seq; `factor` > 1 is HF's "linear" scaling (position interpolation).
  */
 export function rope(x: F64, T: number, heads: number, D: number, seq: number, theta: number, factor = 1): void {
-  const half = D / 2;
+  const inv = Array.from({ length: D / 2 }, (_, i) => Math.pow(theta, (-2 * i) / D) / factor);
+  ropeInv(x, T, heads, D, seq, inv);
+}
+
+/**
+ * In-place rotate_half RoPE on the first R = 2·inv.length dims of each head of x [T, heads, D] (the rest pass
+ * through, HF's partial rotary): angles p·inv[i] in float64, p = t mod seq, cos and sin times `scale` (HF's
+ * attention scaling of yarn / longrope).
+ */
+export function ropeInv(x: F64, T: number, heads: number, D: number, seq: number, inv: readonly number[], scale = 1): void {
+  const half = inv.length;
   for (let t = 0; t < T; t++) {
     const p = t % seq;
     for (let h = 0; h < heads; h++) {
       const o = (t * heads + h) * D;
       for (let i = 0; i < half; i++) {
-        const a = (p / factor) * Math.pow(theta, (-2 * i) / D);
+        const a = p * inv[i];
+        const c = Math.cos(a) * scale;
+        const s = Math.sin(a) * scale;
         const x1 = x[o + i];
         const x2 = x[o + half + i];
-        x[o + i] = x1 * Math.cos(a) - x2 * Math.sin(a);
-        x[o + half + i] = x2 * Math.cos(a) + x1 * Math.sin(a);
+        x[o + i] = x1 * c - x2 * s;
+        x[o + half + i] = x2 * c + x1 * s;
       }
     }
   }

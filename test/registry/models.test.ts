@@ -20,6 +20,12 @@ describe('models.json', () => {
       'bigscience/bloom-560m',
       'bigscience/bloom-7b1',
       'bigscience/bloom',
+      'meta-llama/Meta-Llama-3-8B',
+      'meta-llama/Llama-3.1-8B',
+      'mistralai/Mixtral-8x7B-v0.1',
+      'Qwen/Qwen1.5-MoE-A2.7B',
+      'microsoft/Phi-3-mini-4k-instruct',
+      'microsoft/phi-4',
     ]) {
       expect(ids).toContain(id);
     }
@@ -71,6 +77,17 @@ describe('findKnownModel', () => {
     expect(findKnownModel('/data/opt-125m', { model_type: 'opt', hidden_size: 768, num_hidden_layers: 12 })?.id).toBe('facebook/opt-125m');
     expect(findKnownModel('/data/opt-125m', { model_type: 'opt', hidden_size: 1024, num_hidden_layers: 24 })).toBeNull();
     expect(findKnownModel('/data/my-model', { model_type: 'opt', hidden_size: 768, num_hidden_layers: 12 })).toBeNull();
+  });
+
+  it('tells the 4096-wide 32-layer Llamas apart by context and vocabulary: Llama 2, Llama 3, Llama 3.1', () => {
+    const cache = (id: string) => `/home/u/.cache/huggingface/hub/models--${id.replace('/', '--')}/snapshots/0`;
+    const shape = { model_type: 'llama', hidden_size: 4096, num_hidden_layers: 32 };
+    const llama3 = { ...shape, max_position_embeddings: 8192, vocab_size: 128256 };
+    expect(findKnownModel(cache('meta-llama/Meta-Llama-3-8B'), llama3)?.id).toBe('meta-llama/Meta-Llama-3-8B');
+    expect(findKnownModel(cache('meta-llama/Meta-Llama-3-8B'), { ...shape, max_position_embeddings: 4096, vocab_size: 32000 })).toBeNull();
+    expect(findKnownModel(cache('meta-llama/Llama-3.1-8B'), llama3)).toBeNull();
+    expect(findKnownModel(cache('meta-llama/Llama-3.1-8B'), { ...llama3, max_position_embeddings: 131072 })?.id).toBe('meta-llama/Llama-3.1-8B');
+    expect(findKnownModel('/data/phi-4', { model_type: 'phi3', hidden_size: 5120, num_hidden_layers: 40 })?.id).toBe('microsoft/phi-4');
   });
 
   it('returns published figures by setting', () => {
