@@ -184,7 +184,7 @@ export async function measureShape(s: EfficiencyShape, blocks: number, nsamples:
     const results: PhaseResult[] = [];
     const loads = [load1()];
     for (const method of methods) {
-      const { timings } = await pruneBlocks(arch, src, windows, { method, spec: { kind: 'unstructured', sparsity: 0.5 } }, { onBlockDone: () => undefined });
+      const { timings } = await pruneBlocks(arch, src, windows, { method, spec: { kind: 'unstructured', sparsity: 0.5 } }, { onBlockDone: () => undefined, onExpertDone: () => undefined });
       const perBlock = { forward: timings.forward / blocks, statistics: timings.statistics / blocks, pruning: timings.pruning / blocks };
       results.push({
         method,
