@@ -23,8 +23,9 @@
  */
 import { GraphBuilder } from '../engine/graph.js';
 import { tensor, type Feeds } from '../engine/session.js';
-import { ConfigReader, readHeads, readRope } from './config.js';
-import { ACTIVATIONS, activation, attentionInputs, causalAttention, causalMask, isActivation, linear, rmsNorm, rotary, ropeTables, splitHeads, type Activation } from './ops.js';
+import { ConfigReader, readHeads } from './config.js';
+import { ACTIVATIONS, activation, attentionInputs, causalAttention, causalMask, isActivation, linear, rmsNorm, rotary, splitHeads, type Activation } from './ops.js';
+import { readRope, requireWholeHead, type Rope } from './rope.js';
 import { HeadedArchitecture, finishBlock, embedRows, runBlockGraph, tokensOf, weightFeed, type HeadGraph } from './runtime.js';
 import type { Architecture, BlockResult, LinearLayer, ModelSpec, RoutedExperts, Routing, Weights } from './types.js';
 
@@ -39,7 +40,7 @@ export type ExpertLayout =
 
 export interface MoeOptions {
   eps: number;
-  ropeTheta: number;
+  rope: Rope;
   act: Activation;
   qkvBias: boolean;
   qkNorm: boolean;
@@ -319,7 +320,7 @@ export class MoeArchitecture extends HeadedArchitecture implements Architecture,
     const o = this.o;
     const tokens = tokensOf(x, h, seq);
     const p = this.p(i);
-    const rope = ropeTables(seq, D, o.ropeTheta);
+    const rope = o.rope.tables(seq);
     const feeds: Feeds = {
       x: tensor(x, [tokens, h]),
       mask: tensor(causalMask(seq, o.windows(i)), [seq, seq]),
@@ -418,7 +419,7 @@ function partFeed(w: Weights, l: LinearLayer) {
 export function readMoeSpec(
   c: ConfigReader,
   defaults: { maxPositions: number; eps: number; theta: number },
-): { spec: ModelSpec; eps: number; ropeTheta: number; act: Activation } {
+): { spec: ModelSpec; eps: number; rope: Rope; act: Activation } {
   const hiddenSize = c.int('hidden_size');
   const act = c.str('hidden_act', 'silu');
   if (!isActivation(act)) throw c.error('hidden_act', `"${act}" is not supported (supported: ${ACTIVATIONS.join(', ')})`);
@@ -436,7 +437,9 @@ export function readMoeSpec(
     eosTokenId: c.tokenId('eos_token_id'),
     dtype: c.dtype(),
   };
-  return { spec, eps: c.positive('rms_norm_eps', defaults.eps), ropeTheta: readRope(c, defaults.theta).theta, act };
+  const rope = readRope(c, { headDim: spec.headDim, defaultTheta: defaults.theta, maxPositions: spec.maxPositions });
+  requireWholeHead(c, rope, spec.headDim, spec.modelType);
+  return { spec, eps: c.positive('rms_norm_eps', defaults.eps), rope, act };
 }
 
 /** Qwen's layer choice: MoE unless listed in mlp_only_layers, on every decoder_sparse_step-th layer. */
