@@ -14,8 +14,10 @@ import { Checkpoint } from '../../src/io/checkpoint.js';
 import { loadTokenizer } from '../../src/tokenize/tokenizer.js';
 import type { InspectSummary } from '../../src/inspect/summary.js';
 import { REPO, runShears, type Run } from '../helpers/cli.js';
+import { SafetensorsWriter } from '../../src/io/safetensors/writer.js';
 import { writeFolder } from './gemma-reference.js';
-import { phi3Checkpoint, refLogits, type Dims, type RefModel } from './phi3-reference.js';
+import { phi3Checkpoint, refBlock, refEmbed, refLogits, type Dims, type RefModel } from './phi3-reference.js';
+import { randomIds, rng } from './reference.js';
 
 const VOCAB = 512; // the stories260K tokenizer's
 const SEQ = 32;
@@ -51,11 +53,17 @@ const CONFIG = {
   vocab_size: VOCAB,
 };
 
+/** Windows of SEQ ≤ original_max_position_embeddings: short factors; attention factor √(1 + ln(max / original) / ln original). */
+const REF_ROPE = { theta: 10000, rotaryDim: 12, factors: CONFIG.rope_scaling.short_factor, scale: Math.sqrt(1 + Math.log(131072 / 4096) / Math.log(4096)) };
+
 const RUNS = { 'wanda-50': ['wanda', '--sparsity', '0.5'], 'wanda-24': ['wanda', '--pattern', '2:4'], 'sparsegpt-50': ['sparsegpt', '--sparsity', '0.5'], 'sparsegpt-24': ['sparsegpt', '--pattern', '2:4'] } as const;
 type RunName = keyof typeof RUNS;
 const PRUNABLE = ['self_attn.qkv_proj', 'self_attn.o_proj', 'mlp.gate_up_proj', 'mlp.down_proj'];
 
+const WINDOWS = 8;
+const calibIds = randomIds(rng(5), WINDOWS * SEQ, VOCAB);
 const root = mkdtempSync(join(tmpdir(), 'shears-phi3-cli-'));
+const calib = join(root, 'calib.safetensors');
 const model = join(root, 'phi3');
 const text = join(root, 'eval.txt');
 const pruned = new Map<RunName, Run>();
@@ -66,10 +74,11 @@ beforeAll(async () => {
   mkdirSync(model);
   writeFolder(model, phi3Checkpoint(D, 71), CONFIG, 'BF16');
   for (const t of ['tokenizer.json', 'tokenizer_config.json']) copyFileSync(join(REPO, 'models', 'stories260K', t), join(model, t));
+  const w = new SafetensorsWriter(calib, [{ name: 'input_ids', dtype: 'I32', shape: [WINDOWS, SEQ] }], { format: 'pt' });
+  w.write('input_ids', calibIds);
+  w.finish();
   const entries = Object.entries(RUNS) as [RunName, readonly string[]][];
-  const results = await Promise.all(
-    entries.map(([name, [method, ...pattern]]) => runShears(root, 'prune', 'phi3', '--method', method, ...pattern, '--calibration', 'tinystories', '--nsamples', '8', '--seqlen', String(SEQ), '--out', `phi3-${name}`)),
-  );
+  const results = await Promise.all(entries.map(([name, [method, ...pattern]]) => runShears(root, 'prune', 'phi3', '--method', method, ...pattern, '--calib-tokens', calib, '--out', `phi3-${name}`)));
   entries.forEach(([name], i) => pruned.set(name, results[i]));
 }, 600_000);
 
@@ -124,6 +133,42 @@ describe('Phi-3 through the CLI', () => {
     }
   });
 
+  it('Wanda 50% in block 0: every layer, the fused ones included, keeps the half of each row that a float64 Wanda with one column-norm statistic per input keeps', () => {
+    const src = Checkpoint.openFolder(model);
+    const out = Checkpoint.openFolder(join(root, 'phi3-wanda-50'));
+    try {
+      const m: RefModel = { w: (n) => src.readFloat32(n), d: D, eps: 1e-5, activation: 'silu', window: 24, rope: REF_ROPE, tied: false };
+      // Block 0 sees the embeddings; Wanda gathers all of its statistics in one pass of the dense block.
+      const { inputs } = refBlock(m, 0, refEmbed(m, calibIds), SEQ);
+      const layers: [string, string][] = [['self_attn.qkv_proj', 'attn_in'], ['self_attn.o_proj', 'o_in'], ['mlp.gate_up_proj', 'mlp_in'], ['mlp.down_proj', 'down_in']];
+      for (const [layer, input] of layers) {
+        const t = `model.layers.0.${layer}.weight`;
+        const [rows, cols] = src.info(t).shape;
+        const x = inputs[input as keyof typeof inputs];
+        const norm = new Float64Array(cols);
+        for (let i = 0; i < x.length; i++) norm[i % cols] += x[i] ** 2;
+        const W = src.readFloat32(t);
+        const kept = out.readFloat32(t);
+        let checked = 0;
+        for (let r = 0; r < rows; r++) {
+          const score = Array.from({ length: cols }, (_, j) => Math.abs(W[r * cols + j]) * Math.sqrt(norm[j]));
+          const sorted = [...score].sort((a, b) => a - b);
+          const cut = (sorted[cols / 2 - 1] + sorted[cols / 2]) / 2;
+          for (let j = 0; j < cols; j++) {
+            // Scores within 1e-5 of the cut could fall either way in float32 statistics: not asserted.
+            if (Math.abs(score[j] - cut) <= 1e-5 * cut) continue;
+            expect(kept[r * cols + j] !== 0, `${t} row ${r} col ${j}`).toBe(score[j] > cut);
+            checked++;
+          }
+        }
+        expect(checked, t).toBeGreaterThan(0.99 * rows * cols);
+      }
+    } finally {
+      src.close();
+      out.close();
+    }
+  });
+
   it('eval on the SparseGPT 50% output equals the float64 reference perplexity of its weights', async () => {
     const dir = join(root, 'phi3-sparsegpt-50');
     const r = await runShears(root, 'eval', dir, '--dataset', text, '--seqlen', String(SEQ), '--max-tokens', '256', '--json');
@@ -132,7 +177,7 @@ describe('Phi-3 through the CLI', () => {
     const got = JSON.parse(r.stdout) as { perplexity: number };
     const stream = loadTokenizer(dir).encode(readFileSync(text, 'utf8')).subarray(0, 256);
     const ckpt = Checkpoint.openFolder(dir);
-    const m: RefModel = { w: (n) => ckpt.readFloat32(n), d: D, eps: 1e-5, activation: 'silu', window: 24, rope: { theta: 10000, rotaryDim: 12, factors: CONFIG.rope_scaling.short_factor, scale: Math.sqrt(1 + Math.log(131072 / 4096) / Math.log(4096)) }, tied: false };
+    const m: RefModel = { w: (n) => ckpt.readFloat32(n), d: D, eps: 1e-5, activation: 'silu', window: 24, rope: REF_ROPE, tied: false };
     const logits = refLogits(m, stream, SEQ);
     ckpt.close();
     let nll = 0;
