@@ -84,9 +84,9 @@ function blockParams(s: BlockShape): number {
   return linears(s).reduce((a, l) => a + l.rows * l.cols, 0);
 }
 
-/** FLOPs of one block over `tokens` tokens in windows of `seq`: linear 2·params, attention 4·seq·(heads·headDim) (full S×S, as computed). */
+/** FLOPs of one block over `tokens` tokens in windows of `seq`: linear 2·params, attention 2·(seq+1)·(heads·headDim) (causal: keys at or before each query). */
 function blockFlops(s: BlockShape, tokens: number, seq: number): number {
-  return tokens * (2 * blockParams(s) + 4 * seq * s.heads * s.headDim);
+  return tokens * (2 * blockParams(s) + 2 * (seq + 1) * s.heads * s.headDim);
 }
 
 function shapeOf(spec: ModelSpec): BlockShape {
@@ -301,7 +301,7 @@ function project(
 ): Record<string, unknown> {
   const tTokens = TARGET.nsamples * TARGET.seqlen;
   const assumptions: string[] = [
-    `forward: two block passes per block (dense with capture, then pruned), scaled by FLOPs = tokens × (2·block params + 4·seq·hidden); the effective GFLOP/s of the ${(blockParams(shape) * L / 1e6).toPrecision(3)}M-parameter run is assumed to hold at 7B (MLAS runs these shapes near its peak already; attention at seq 2048 is 8 % of the 7B FLOPs)`,
+    `forward: two block passes per block (dense with capture, then pruned), scaled by FLOPs = tokens × (2·block params + 2·(seq+1)·hidden, causal attention); the effective GFLOP/s of the ${(blockParams(shape) * L / 1e6).toPrecision(3)}M-parameter run is assumed to hold at 7B (MLAS runs these shapes near its peak already; causal attention at seq 2048 is 4 % of the 7B FLOPs, computed in query chunks that skip the masked half)`,
     'statistics (SparseGPT): Σ over the 4 linear inputs of tokens × cols², at the Gram speed measured here at 4096 columns (the 11008-wide down_proj input assumed as fast per FLOP); (Wanda): the JS column-norm loop, scaled by tokens × Σ cols',
     'pruning (SparseGPT): per layer, Cholesky of the damped H⁻¹ (float64, ∝ cols³, fitted on the widths measured; run once per layer, also for q/k/v sharing one H) + the rest ∝ rows·cols·(β + γ·cols) (in-block JS loops ∝ rows·cols·blocksize, lazy updates ∝ rows·cols²), both least-squares fits to the one-layer timings',
     '(Wanda): per-layer time from the run ∝ rows·cols',

@@ -72,7 +72,7 @@ const fmtKiB = (b: number): string => (b / 1024).toFixed(1);
 const fmtS = (s: number): string => s.toFixed(1);
 const fmtX = (r: number): string => (r >= 1e5 ? r.toExponential(2).replace('e+', 'e') : r >= 100 ? r.toFixed(0) : r.toFixed(2));
 
-const METHOD_ORDER = ['magnitude', 'random', 'wanda', 'sparsegpt'];
+const METHOD_ORDER = ['magnitude', 'random', 'wanda', 'sparsegpt', 'alps'];
 
 /** The fields of the pruned model's config.json the text quotes. */
 interface ModelShape {

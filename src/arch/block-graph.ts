@@ -82,10 +82,12 @@ export class BlockGraph {
     name: string,
     hidden: number,
     readonly layout: BlockLayout,
+    /** Query chunks of the block's attention (ops.attentionChunks); the session key must include it. */
+    attentionChunks = 1,
   ) {
     this.g = new GraphBuilder(name);
     this.x = this.g.input('x', 'float32', ['tokens', hidden]);
-    this.att = attentionInputs(this.g, layout.rotaryDim);
+    this.att = attentionInputs(this.g, layout.rotaryDim, attentionChunks);
     this.linearsByName = new Map(layout.linears.map((l) => [l.name, l]));
     this.normsByName = new Map(layout.norms.map((n) => [n.name, n]));
   }
@@ -150,9 +152,9 @@ export class BlockGraph {
     return rotary(this.g, x, this.att.cos, this.att.sin, this.layout.headDim, r);
   }
 
-  /** Causal attention (ops.causalAttention) with the block's mask → [T, heads·headDim]. */
+  /** Causal attention (ops.causalAttention) with the block's mask and query chunks → [T, heads·headDim]. */
   attention(q: string, k: string, v: string, shape: AttentionShape): string {
-    return causalAttention(this.g, q, k, v, this.att.mask, shape);
+    return causalAttention(this.g, q, k, v, this.att, shape);
   }
 
   /** A fused projection's output [T, Σ sizes] split into column blocks (e.g. [q | k | v], [gate | up]). */

@@ -12,7 +12,7 @@
  */
 import { tensor, type Feeds } from '../engine/session.js';
 import { BlockGraph, type BlockLayout, type BlockOutputs } from './block-graph.js';
-import { causalMask } from './ops.js';
+import { attentionChunks, causalMask } from './ops.js';
 import { HeadedArchitecture, finishBlock, runBlockGraph, tokensOf, weightFeed } from './runtime.js';
 import type { Architecture, BlockResult, LinearLayer, ModelSpec, Weights } from './types.js';
 
@@ -85,10 +85,12 @@ export abstract class DecoderArchitecture extends HeadedArchitecture implements 
     for (const [n, dims] of this.localTensors(l)) feeds[n] = weightFeed(w, `${p}${n}`, dims);
     const widths: Record<string, number> = {};
     for (const d of l.linears) widths[d.input] = d.cols;
+    // Long windows get a graph whose attention skips the masked half (a second session, keyed apart).
+    const chunks = attentionChunks(this.spec.numHeads, seq);
     return runBlockGraph({
-      key: l.key,
+      key: chunks > 1 ? `${l.key}|attn-chunks${chunks}` : l.key,
       build: (cap) => {
-        const b = new BlockGraph(`${this.spec.family}_block`, h, l);
+        const b = new BlockGraph(`${this.spec.family}_block`, h, l, chunks);
         const o = this.body(b);
         const inputs: Record<string, readonly [string, number]> = {};
         for (const [id, width] of Object.entries(widths)) {

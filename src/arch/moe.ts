@@ -23,10 +23,11 @@
  */
 import { GraphBuilder } from '../engine/graph.js';
 import { tensor, type Feeds } from '../engine/session.js';
-import { ConfigReader, readHeads, readRope } from './config.js';
-import { ACTIVATIONS, activation, attentionInputs, causalAttention, causalMask, isActivation, linear, rmsNorm, rotary, ropeTables, splitHeads, type Activation } from './ops.js';
+import { ConfigReader, readHeads } from './config.js';
+import { ACTIVATIONS, activation, attentionInputs, causalAttention, causalMask, isActivation, linear, rmsNorm, rotary, splitHeads, type Activation } from './ops.js';
+import { readRope, requireWholeHead, type Rope } from './rope.js';
 import { HeadedArchitecture, finishBlock, embedRows, runBlockGraph, tokensOf, weightFeed, type HeadGraph } from './runtime.js';
-import type { Architecture, BlockResult, LinearLayer, ModelSpec, Weights } from './types.js';
+import type { Architecture, BlockResult, LinearLayer, ModelSpec, RoutedExperts, Routing, Weights } from './types.js';
 
 /** How a family names and stores its experts. */
 export type ExpertLayout =
@@ -39,7 +40,7 @@ export type ExpertLayout =
 
 export interface MoeOptions {
   eps: number;
-  ropeTheta: number;
+  rope: Rope;
   act: Activation;
   qkvBias: boolean;
   qkNorm: boolean;
@@ -66,12 +67,6 @@ export function detectLayout(tensors: { has(name: string): boolean } | undefined
   return tensors?.has(`model.layers.${layer}.mlp.experts.gate_up_proj`) ? 'fused' : perExpert;
 }
 
-/** Top-k routing of T tokens over E experts: expert ids and float32 weights, [T, k] each. */
-export interface Routing {
-  experts: Int32Array;
-  weights: Float32Array;
-}
-
 /**
  * HF's router on float32 logits [T, E]: softmax (float32 in HF; here float64, then rounded), the k largest
  * probabilities (ties: lower expert first), divided by their sum when `normalize`.
@@ -96,11 +91,12 @@ export function route(logits: Float32Array, E: number, k: number, normalize: boo
       weights[t * k + j] = normalize ? p[order[j]] / top : p[order[j]];
     }
   }
-  return { experts, weights };
+  return { experts, weights, k };
 }
 
-export class MoeArchitecture extends HeadedArchitecture implements Architecture {
+export class MoeArchitecture extends HeadedArchitecture implements Architecture, RoutedExperts {
   protected readonly head: HeadGraph;
+  readonly routed: RoutedExperts = this;
   private readonly key: string;
 
   constructor(
@@ -199,6 +195,16 @@ export class MoeArchitecture extends HeadedArchitecture implements Architecture 
     return [...new Set(names)];
   }
 
+  count(i: number): number {
+    return this.o.sparse(i) ? this.o.experts : 0;
+  }
+
+  sharedTensors(i: number): string[] {
+    const experts = new Set<string>();
+    for (let e = 0; e < this.count(i); e++) for (const l of this.expertLayers(i, e)) experts.add(l.tensor);
+    return this.blockTensors(i).filter((n) => !experts.has(n));
+  }
+
   embedTensors(): string[] {
     return ['model.embed_tokens.weight'];
   }
@@ -212,8 +218,10 @@ export class MoeArchitecture extends HeadedArchitecture implements Architecture 
   }
 
   /**
-   * The attention half, then either the dense MLP (out = the block output) or, for an MoE layer, the router
-   * logits and the shared expert's gated output as extra outputs (out = h, the residual after attention).
+   * The attention half, then either the dense MLP (out = the block output) or, for an MoE layer, the
+   * experts' input and the router logits as extra outputs (out = h + the shared expert's gated output; the
+   * routed experts are added to it one by one, so the sum is (h + shared) + Σ p·expert rather than HF's
+   * h + (Σ p·expert + shared): the same up to float32 rounding).
    */
   private build(sparse: boolean, capture: boolean) {
     const { hiddenSize: h, numHeads: H, numKvHeads: KV, headDim: D } = this.spec;
@@ -238,7 +246,7 @@ export class MoeArchitecture extends HeadedArchitecture implements Architecture 
     }
     q = rotary(g, q, att.cos!, att.sin!, D, D);
     k = rotary(g, k, att.cos!, att.sin!, D, D);
-    const oIn = causalAttention(g, q, k, v, att.mask, { numHeads: H, numKvHeads: KV, headDim: D });
+    const oIn = causalAttention(g, q, k, v, att, { numHeads: H, numKvHeads: KV, headDim: D });
     const hMid = g.op('Add', [x, lin(oIn, 'o', h, H * D)]);
     const mlpIn = rmsNorm(g, hMid, weight('ln2', [h]), o.eps);
     const captured: Record<string, readonly [string, number]> = capture ? { attn_in: [attnIn, h], o_in: [oIn, H * D] } : {};
@@ -250,13 +258,14 @@ export class MoeArchitecture extends HeadedArchitecture implements Architecture 
     }
     captured.moe_in = [mlpIn, h];
     captured.router_logits = [lin(mlpIn, 'router', o.experts, h), o.experts];
+    let out = hMid;
     if (o.sharedSize) {
       const m = mlp(mlpIn, 'shared_', o.sharedSize);
       const gate = g.op('Sigmoid', [lin(mlpIn, 'shared_expert_gate', 1, h)]);
-      captured.shared_out = [g.op('Mul', [gate, m.y]), h];
+      out = g.op('Add', [hMid, g.op('Mul', [gate, m.y])]);
       if (capture) captured.shared_down_in = [m.downIn, o.sharedSize];
     }
-    return finishBlock(g, x, hMid, h, true, captured);
+    return finishBlock(g, x, out, h, true, captured);
   }
 
   /** One routed expert over its tokens: y = down(act(gate(x)) · up(x)); down_in captured on request. */
@@ -274,12 +283,44 @@ export class MoeArchitecture extends HeadedArchitecture implements Architecture 
   /** `out` null (a statistics pass) is treated as absent: the experts need the block's routing either way. */
   async runBlock(i: number, w: Weights, x: Float32Array, seq: number, capture: boolean, outOrNull?: Float32Array | null): Promise<BlockResult> {
     const out = outOrNull ?? undefined;
+    const o = this.o;
+    if (!o.sparse(i)) {
+      const { feeds, widths, tokens } = this.attentionFeeds(i, w, x, seq);
+      const [gate, up, down] = this.mlpLayers(this.p(i), 'mlp', o.denseSize, 'mlp_in', 'down_in');
+      for (const [short, l] of [['gate', gate], ['up', up], ['down', down]] as const) feeds[`${short}.w`] = weightFeed(w, l.tensor, [l.rows, l.cols]);
+      Object.assign(widths, { mlp_in: this.spec.hiddenSize, down_in: o.denseSize });
+      return runBlockGraph({ key: `${this.key}|dense|m${o.denseSize}`, build: (cap) => this.build(false, cap), feeds, tokens, hidden: this.spec.hiddenSize, capture, widths, out });
+    }
+    // Every expert loaded: the shared part, then the experts in order, as run/experts.ts streams them.
+    const h = this.spec.hiddenSize;
+    const { experts: E, expertSize: m } = o;
+    const half = await this.runShared(i, w, x, seq, capture, out);
+    const { inputs, routing } = half;
+    const sequences: Record<string, number> = {};
+    const byExpert = routedTokens(routing, E);
+    for (let e = 0; e < E; e++) {
+      const { tokens: tok } = byExpert[e];
+      if (capture) {
+        sequences[`expert${e}`] = sequences[`expert${e}.down`] = new Set(Array.from(tok, (t) => Math.floor(t / seq))).size;
+        inputs[`expert${e}`] = new Float32Array(tok.length * h);
+        inputs[`expert${e}.down`] = new Float32Array(tok.length * m);
+      }
+      if (tok.length === 0) continue; // as HF: an expert no token chose is not run
+      const xe = pickRows(half.moeIn, h, tok, capture ? inputs[`expert${e}`] : undefined);
+      const y = await this.runExpert(i, e, w, this.expertLayers(i, e), xe, capture);
+      if (capture) inputs[`expert${e}.down`].set(y.downIn!);
+      addWeighted(half.out, y.y, h, byExpert[e], routing);
+    }
+    return capture ? { out: half.out, inputs, sequences } : { out: half.out, inputs };
+  }
+
+  /** Feeds and capture widths of the attention half of block i on x. */
+  private attentionFeeds(i: number, w: Weights, x: Float32Array, seq: number): { feeds: Feeds; widths: Record<string, number>; tokens: number } {
     const { hiddenSize: h, numHeads: H, headDim: D } = this.spec;
     const o = this.o;
     const tokens = tokensOf(x, h, seq);
     const p = this.p(i);
-    const sparse = o.sparse(i);
-    const rope = ropeTables(seq, D, o.ropeTheta);
+    const rope = o.rope.tables(seq);
     const feeds: Feeds = {
       x: tensor(x, [tokens, h]),
       mask: tensor(causalMask(seq, o.windows(i)), [seq, seq]),
@@ -295,35 +336,26 @@ export class MoeArchitecture extends HeadedArchitecture implements Architecture 
     const [q, k, v, oProj] = this.attentionLayers(p);
     for (const [short, l] of [['q', q], ['k', k], ['v', v], ['o', oProj]] as const) feeds[`${short}.w`] = weightFeed(w, l.tensor, [l.rows, l.cols]);
     if (o.qkvBias) for (const [short, l] of [['q', q], ['k', k], ['v', v]] as const) feeds[`${short}.b`] = weightFeed(w, `${p}${l.name}.bias`, [l.rows]);
-    const widths: Record<string, number> = { attn_in: h, o_in: H * D };
-    if (!sparse) {
-      const [gate, up, down] = this.mlpLayers(p, 'mlp', o.denseSize, 'mlp_in', 'down_in');
-      for (const [short, l] of [['gate', gate], ['up', up], ['down', down]] as const) feeds[`${short}.w`] = weightFeed(w, l.tensor, [l.rows, l.cols]);
-      Object.assign(widths, { mlp_in: h, down_in: o.denseSize });
-      return runBlockGraph({ key: `${this.key}|dense|m${o.denseSize}`, build: (cap) => this.build(false, cap), feeds, tokens, hidden: h, capture, widths, out });
-    }
+    return { feeds, widths: { attn_in: h, o_in: H * D }, tokens };
+  }
 
+  /** `moeIn` is a scratch buffer that the next runShared call of the block's shape overwrites. */
+  async runShared(i: number, w: Weights, x: Float32Array, seq: number, capture: boolean, out?: Float32Array): Promise<BlockResult & { moeIn: Float32Array; routing: Routing }> {
+    const { hiddenSize: h } = this.spec;
+    const o = this.o;
+    if (!o.sparse(i)) throw new Error(`block ${i} has no routed experts`);
+    const p = this.p(i);
+    const { feeds, widths, tokens } = this.attentionFeeds(i, w, x, seq);
     feeds['router.w'] = weightFeed(w, this.router(i), [o.experts, h]);
     Object.assign(widths, { moe_in: h, router_logits: o.experts });
     if (o.sharedSize) {
       const [gate, up, down] = this.mlpLayers(p, `${o.moeModule}.shared_expert`, o.sharedSize, 'mlp_in', 'shared_down_in');
       for (const [short, l] of [['shared_gate', gate], ['shared_up', up], ['shared_down', down]] as const) feeds[`${short}.w`] = weightFeed(w, l.tensor, [l.rows, l.cols]);
       feeds['shared_expert_gate.w'] = weightFeed(w, this.sharedGate(i), [1, h]);
-      Object.assign(widths, { shared_out: h, shared_down_in: o.sharedSize });
+      widths.shared_down_in = o.sharedSize;
     }
-    const half = await runBlockGraph({
-      key: `${this.key}|moe${+capture}`,
-      build: () => this.build(true, capture),
-      feeds,
-      tokens,
-      hidden: h,
-      capture: true,
-      widths,
-      out,
-    });
-    const result = half.out; // h (the residual after attention), completed in place below
+    const half = await runBlockGraph({ key: `${this.key}|moe${+capture}`, build: () => this.build(true, capture), feeds, tokens, hidden: h, capture: true, widths, out });
     const inputs: Record<string, Float32Array> = {};
-    const sequences: Record<string, number> = {};
     if (capture) {
       inputs.attn_in = half.inputs.attn_in;
       inputs.o_in = half.inputs.o_in;
@@ -332,53 +364,46 @@ export class MoeArchitecture extends HeadedArchitecture implements Architecture 
         inputs.shared_down_in = half.inputs.shared_down_in;
       }
     }
-    const moe = await this.experts(i, w, half.inputs.moe_in, half.inputs.router_logits, seq, capture, inputs, sequences);
-    const shared = o.sharedSize ? half.inputs.shared_out : undefined;
-    for (let t = 0; t < result.length; t++) result[t] += shared ? moe[t] + shared[t] : moe[t];
-    return capture ? { out: result, inputs, sequences } : { out: result, inputs };
+    return { out: half.out, inputs, moeIn: half.inputs.moe_in, routing: route(half.inputs.router_logits, o.experts, o.topK, o.normTopK) };
   }
 
-  /**
-   * Σ_top-k p_e · expert_e(n) for n [T, h] (float32, accumulated expert by expert as HF's index_add_).
-   * With capture, fills inputs[expert<e>] (its routed rows of n) and inputs[expert<e>.down], and the
-   * windows that routed any token to it.
-   */
-  private async experts(i: number, w: Weights, n: Float32Array, logits: Float32Array, seq: number, capture: boolean, inputs: Record<string, Float32Array>, sequences: Record<string, number>): Promise<Float32Array> {
+  async runExpert(_i: number, _e: number, w: Weights, layers: LinearLayer[], xe: Float32Array, capture: boolean): Promise<{ y: Float32Array; downIn?: Float32Array }> {
     const { hiddenSize: h } = this.spec;
-    const { experts: E, topK: K, expertSize: m } = this.o;
-    const T = n.length / h;
-    const r = route(logits, E, K, this.o.normTopK);
-    const sum = new Float32Array(T * h);
-    const rows: number[][] = Array.from({ length: E }, () => []);
-    const slots: number[][] = Array.from({ length: E }, () => []);
-    for (let t = 0; t < T; t++) {
-      for (let j = 0; j < K; j++) {
-        rows[r.experts[t * K + j]].push(t);
-        slots[r.experts[t * K + j]].push(t * K + j);
-      }
-    }
-    for (let e = 0; e < E; e++) {
-      const tok = rows[e];
-      if (capture) {
-        sequences[`expert${e}`] = sequences[`expert${e}.down`] = new Set(tok.map((t) => Math.floor(t / seq))).size;
-        inputs[`expert${e}`] = new Float32Array(tok.length * h);
-        inputs[`expert${e}.down`] = new Float32Array(tok.length * m);
-      }
-      if (tok.length === 0) continue; // as HF: an expert no token chose is not run
-      const xe = capture ? inputs[`expert${e}`] : new Float32Array(tok.length * h);
-      for (let k = 0; k < tok.length; k++) xe.set(n.subarray(tok[k] * h, (tok[k] + 1) * h), k * h);
-      const [gate, up, down] = this.expertLayers(i, e);
-      const feeds: Feeds = { x: tensor(xe, [tok.length, h]) };
-      for (const [short, l] of [['gate', gate], ['up', up], ['down', down]] as const) feeds[`${short}.w`] = partFeed(w, l);
-      const y = await runBlockGraph({ key: `moe-expert|h${h}|m${m}|${this.o.act}`, build: (cap) => this.buildExpert(cap), feeds, tokens: tok.length, hidden: h, capture, widths: { down_in: m } });
-      if (capture) inputs[`expert${e}.down`].set(y.inputs.down_in);
-      for (let k = 0; k < tok.length; k++) {
-        const wt = r.weights[slots[e][k]];
-        const o = tok[k] * h;
-        for (let c = 0; c < h; c++) sum[o + c] += y.out[k * h + c] * wt;
-      }
-    }
-    return sum;
+    const m = this.o.expertSize;
+    const [gate, up, down] = layers;
+    const feeds: Feeds = { x: tensor(xe, [xe.length / h, h]) };
+    for (const [short, l] of [['gate', gate], ['up', up], ['down', down]] as const) feeds[`${short}.w`] = partFeed(w, l);
+    const r = await runBlockGraph({ key: `moe-expert|h${h}|m${m}|${this.o.act}`, build: (cap) => this.buildExpert(cap), feeds, tokens: xe.length / h, hidden: h, capture, widths: { down_in: m } });
+    return capture ? { y: r.out, downIn: r.inputs.down_in } : { y: r.out };
+  }
+}
+
+/** The tokens routed to each expert (ascending) and the routing slot (t·k + j) of each. */
+export function routedTokens(r: Routing, E: number): { tokens: Int32Array; slots: Int32Array }[] {
+  const n = new Int32Array(E);
+  for (const e of r.experts) n[e]++;
+  const out = Array.from(n, (c) => ({ tokens: new Int32Array(c), slots: new Int32Array(c) }));
+  const fill = new Int32Array(E);
+  for (let s = 0; s < r.experts.length; s++) {
+    const e = r.experts[s];
+    out[e].tokens[fill[e]] = Math.floor(s / r.k);
+    out[e].slots[fill[e]++] = s;
+  }
+  return out;
+}
+
+/** Rows `tokens` of x [T, h] → [tokens.length, h] (into `dst` when given). */
+export function pickRows(x: Float32Array, h: number, tokens: Int32Array, dst: Float32Array = new Float32Array(tokens.length * h)): Float32Array {
+  for (let k = 0; k < tokens.length; k++) dst.set(x.subarray(tokens[k] * h, (tokens[k] + 1) * h), k * h);
+  return dst;
+}
+
+/** out[t] += p_slot · y[k] for the k-th routed token t of an expert (float32, as HF's index_add_). */
+export function addWeighted(out: Float32Array, y: Float32Array, h: number, routed: { tokens: Int32Array; slots: Int32Array }, r: Routing): void {
+  for (let k = 0; k < routed.tokens.length; k++) {
+    const wt = r.weights[routed.slots[k]];
+    const o = routed.tokens[k] * h;
+    for (let c = 0; c < h; c++) out[o + c] += Math.fround(y[k * h + c] * wt);
   }
 }
 
@@ -394,7 +419,7 @@ function partFeed(w: Weights, l: LinearLayer) {
 export function readMoeSpec(
   c: ConfigReader,
   defaults: { maxPositions: number; eps: number; theta: number },
-): { spec: ModelSpec; eps: number; ropeTheta: number; act: Activation } {
+): { spec: ModelSpec; eps: number; rope: Rope; act: Activation } {
   const hiddenSize = c.int('hidden_size');
   const act = c.str('hidden_act', 'silu');
   if (!isActivation(act)) throw c.error('hidden_act', `"${act}" is not supported (supported: ${ACTIVATIONS.join(', ')})`);
@@ -412,7 +437,9 @@ export function readMoeSpec(
     eosTokenId: c.tokenId('eos_token_id'),
     dtype: c.dtype(),
   };
-  return { spec, eps: c.positive('rms_norm_eps', defaults.eps), ropeTheta: readRope(c, defaults.theta).theta, act };
+  const rope = readRope(c, { headDim: spec.headDim, defaultTheta: defaults.theta, maxPositions: spec.maxPositions });
+  requireWholeHead(c, rope, spec.headDim, spec.modelType);
+  return { spec, eps: c.positive('rms_norm_eps', defaults.eps), rope, act };
 }
 
 /** Qwen's layer choice: MoE unless listed in mlp_only_layers, on every decoder_sparse_step-th layer. */

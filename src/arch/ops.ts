@@ -93,19 +93,52 @@ export interface AttentionInputs {
   /** float32 [S, rotaryDim] (HF layout: the half-table repeated twice); feed `ropeTables(...)`. Absent without RoPE. */
   cos?: string;
   sin?: string;
+  /** Query chunks of `causalAttention` in this graph (1: the whole S × S at once); see `attentionChunks`. */
+  chunks: number;
 }
 
-/** Declares the inputs `mask` [S,S] and, when rotaryDim is given, `cos`/`sin` [S, rotaryDim]. */
-export function attentionInputs(g: GraphBuilder, rotaryDim?: number): AttentionInputs {
+/**
+ * Declares the inputs `mask` [S,S] and, when rotaryDim is given, `cos`/`sin` [S, rotaryDim]. `chunks`: how
+ * many query chunks the graph's attention computes apart (`attentionChunks(heads, S)` for the S it serves).
+ */
+export function attentionInputs(g: GraphBuilder, rotaryDim?: number, chunks = 1): AttentionInputs {
   const mask = g.input('mask', 'float32', ['seq', 'seq']);
   const seq = g.op('Shape', [mask], { start: 0, end: 1 });
-  if (rotaryDim === undefined) return { mask, seq };
+  if (rotaryDim === undefined) return { mask, seq, chunks };
   return {
     mask,
     seq,
     cos: g.input('cos', 'float32', ['seq', rotaryDim]),
     sin: g.input('sin', 'float32', ['seq', rotaryDim]),
+    chunks,
   };
+}
+
+/**
+ * Attention scores of one window per query chunk, at most this many bytes ([heads, S/chunks, S] float32).
+ * Whole-window scores at long windows (32 heads × 2048² = 512 MiB) were a quarter of a TinyLlama-shaped
+ * block's time: half of them masked away, and the mask add and softmax streaming them through memory.
+ */
+let chunkScoreBytes = 32 * 2 ** 20;
+/** Most query chunks per graph: each chunk is ~8 graph nodes, and the causal saving is (chunks-1)/(2·chunks). */
+const MAX_CHUNKS = 32;
+
+/**
+ * How many query chunks `causalAttention` should use for `heads` heads at windows of `seq` tokens: the
+ * smallest power of two that keeps one window's chunk scores within the budget (1 at short windows, where
+ * the score tensor is small and per-node overhead would outweigh the saving). Part of a block's session key.
+ */
+export function attentionChunks(heads: number, seq: number): number {
+  let n = 1;
+  while (n < MAX_CHUNKS && heads * Math.ceil(seq / n) * seq * 4 > chunkScoreBytes) n *= 2;
+  return n;
+}
+
+/** Changes the per-chunk score budget (tests and benchmarks: Infinity turns chunking off); returns the previous value. */
+export function setChunkScoreBytes(bytes: number): number {
+  const old = chunkScoreBytes;
+  chunkScoreBytes = bytes;
+  return old;
 }
 
 /** [T, heads*headDim] → [B, S, heads, headDim] (B = T/S, worked out by Reshape). */
@@ -153,10 +186,15 @@ export interface AttentionShape {
 /**
  * Causal softmax attention with grouped K/V: query head h reads kv head floor(h / (numHeads/numKvHeads)),
  * like HF repeat_kv, without materialising repeated K/V (q is viewed as [B, KV, rep, S, D]).
- * q [B, S, H, D], k/v [B, S, KV, D], mask [S, S] additive → [T, H*D] (heads concatenated, HF order).
- * Memory: the scores are B·H·S² float32 — size batches of windows with that in mind.
+ * q [B, S, H, D], k/v [B, S, KV, D], att.mask [S, S] additive → [T, H*D] (heads concatenated, HF order).
+ *
+ * With att.chunks = n > 1 the queries go in n chunks of C = ceil(S/n) rows, and chunk c reads only the keys
+ * before its end, min((c+1)·C, S): the keys after it are masked for every query in it, so the skipped part
+ * of each softmax row is exp(-inf) = 0 and the result is the same attention (sums of the same non-zero terms,
+ * possibly rounded in another order). About (n+1)/(2n) of the S × S scores are computed, and the live score
+ * tensor is B·H·C·S floats instead of B·H·S². S is read at run time: empty trailing chunks (S < n) are fine.
  */
-export function causalAttention(g: GraphBuilder, q: string, k: string, v: string, mask: string, a: AttentionShape): string {
+export function causalAttention(g: GraphBuilder, q: string, k: string, v: string, att: AttentionInputs, a: AttentionShape): string {
   const { numHeads: H, numKvHeads: KV, headDim: D } = a;
   if (H % KV !== 0) throw new ShearsError(`attention: ${H} query heads are not a multiple of ${KV} key/value heads`);
   const rep = H / KV;
@@ -165,12 +203,36 @@ export function causalAttention(g: GraphBuilder, q: string, k: string, v: string
   const q5 = g.op('Transpose', [g.op('Reshape', [qs, g.ints([0, 0, KV, rep, D])])], { perm: [0, 2, 3, 1, 4] }); // [B,KV,rep,S,D]
   const kT = g.op('Unsqueeze', [g.op('Transpose', [k], { perm: [0, 2, 3, 1] }), g.ints([2])]); // [B,KV,1,D,S]
   const v5 = g.op('Unsqueeze', [g.op('Transpose', [v], { perm: [0, 2, 1, 3] }), g.ints([2])]); // [B,KV,1,S,D]
-  // A key bias joins the mask first ([KV,rep,S,S], no batch axis), so the scores still take a single Add.
-  const bias = a.keyBias ? g.op('Add', [mask, g.op('Reshape', [a.keyBias, g.ints([KV, rep, 1, -1])])]) : mask;
-  const raw = g.op('MatMul', [q5, kT]);
-  const scores = g.op('Add', [a.softcap === undefined ? raw : softcap(g, raw, a.softcap), bias]); // [B,KV,rep,S,S]
-  const probs = g.op('Softmax', [scores], { axis: -1 });
-  const ctx = g.op('Transpose', [g.op('MatMul', [probs, v5])], { perm: [0, 3, 1, 2, 4] }); // [B,S,KV,rep,D]
+  const keyBias = a.keyBias ? g.op('Reshape', [a.keyBias, g.ints([KV, rep, 1, -1])]) : undefined; // [KV,rep,1,S]
+  // Scores of queries q5c against keys kTc/v5c with additive mask `mask` (and key bias): softmax(q·kᵀ + bias)·v.
+  const attend = (q5c: string, kTc: string, v5c: string, mask: string, bias: string | undefined): string => {
+    // A key bias joins the mask first ([KV,rep,C,E], no batch axis), so the scores still take a single Add.
+    const add = bias ? g.op('Add', [mask, bias]) : mask;
+    const raw = g.op('MatMul', [q5c, kTc]);
+    const scores = g.op('Add', [a.softcap === undefined ? raw : softcap(g, raw, a.softcap), add]); // [B,KV,rep,C,E]
+    return g.op('MatMul', [g.op('Softmax', [scores], { axis: -1 }), v5c]); // [B,KV,rep,C,D]
+  };
+  let ctx5: string;
+  if (att.chunks <= 1) {
+    ctx5 = attend(q5, kT, v5, att.mask, keyBias);
+  } else {
+    const n = att.chunks;
+    const size = g.op('Div', [g.op('Add', [att.seq, g.ints([n - 1])]), g.ints([n])]); // C = ceil(S/n), int64 [1]
+    const zero = g.ints([0]);
+    const parts: string[] = [];
+    for (let c = 0; c < n; c++) {
+      const from = c === 0 ? zero : g.op('Mul', [size, g.ints([c])]);
+      const to = g.op('Mul', [size, g.ints([c + 1])]); // Slice clamps ends (and starts) past S
+      const q5c = g.op('Slice', [q5, from, to, g.ints([3])]);
+      const kTc = g.op('Slice', [kT, zero, to, g.ints([4])]);
+      const v5c = g.op('Slice', [v5, zero, to, g.ints([3])]);
+      const maskc = g.op('Slice', [att.mask, g.op('Concat', [from, zero], { axis: 0 }), g.op('Concat', [to, to], { axis: 0 }), g.ints([0, 1])]);
+      const biasc = keyBias ? g.op('Slice', [keyBias, zero, to, g.ints([3])]) : undefined;
+      parts.push(attend(q5c, kTc, v5c, maskc, biasc));
+    }
+    ctx5 = g.op('Concat', parts, { axis: 3 });
+  }
+  const ctx = g.op('Transpose', [ctx5], { perm: [0, 3, 1, 2, 4] }); // [B,S,KV,rep,D]
   return g.op('Reshape', [ctx, g.ints([-1, H * D])]);
 }
 

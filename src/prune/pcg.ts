@@ -107,8 +107,8 @@ async function solveChunk(
   const x = Float64Array.from(x32);
   const prod = h instanceof Float32Array ? new Float32Array(size) : new Float64Array(size); // a gemm operand
   const q = h instanceof Float32Array ? new Float32Array(size) : new Float64Array(size);
-  const multiply = async (src: ArrayLike<number>) => {
-    for (let i = 0; i < size; i++) prod[i] = src[i];
+  const multiply = async (src: ArrayLike<number> | null) => {
+    if (src) for (let i = 0; i < size; i++) prod[i] = src[i];
     await serial(() => gemmInto(q, prod, [cr, n], h, [n, n]));
   };
 
@@ -138,6 +138,7 @@ async function solveChunk(
     rz[r] = s;
     active[r] = 1;
   }
+  for (let i = 0; i < size; i++) prod[i] = p[i];
   // E_λ(x) = c0 − xᵀ(b + g) since xᵀ(H + λI)x = xᵀ(b − g); ‖r_S‖ from the masked g.
   const dampedError = (r: number) => {
     let e = c0[r];
@@ -153,6 +154,7 @@ async function solveChunk(
     if (!active[r] || Math.sqrt(res2) > tolerance * bNorm[r]) return;
     active[r] = 0;
     p.fill(0, r * n, (r + 1) * n);
+    prod.fill(0, r * n, (r + 1) * n);
   };
   const undamped = () => {
     let e = 0;
@@ -180,34 +182,35 @@ async function solveChunk(
   let k = 0;
   while (k < iterations && active.some((a) => a)) {
     k++;
-    await multiply(p); // q = H·p per row (H symmetric)
+    await multiply(null); // q = H·p per row (H symmetric); prod holds p in H's dtype
     for (let r = 0; r < cr; r++) {
       if (!active[r]) continue;
       const o = r * n;
       let pq = 0;
-      for (let i = o; i < o + n; i++) {
-        if (!mask[i]) continue;
-        pq += p[i] * (q[i] + ridge * p[i]);
-      }
+      for (let i = o; i < o + n; i++) if (mask[i]) pq += p[i] * (q[i] + ridge * p[i]);
       if (!(pq > 0)) {
         // Breakdown (p in H's null space, or underflow): nothing left to gain along p.
         active[r] = 0;
         continue;
       }
       const alpha = rz[r] / pq;
-      let s = 0;
-      for (let i = o; i < o + n; i++) {
-        if (!mask[i]) continue;
-        x[i] += alpha * p[i];
-        g[i] -= alpha * (q[i] + ridge * p[i]);
+      // One pass: the step on the support, and off it g changes too (E_λ reads the full g; p is zero
+      // there, so only H·p contributes); the preconditioned rᵀz and ‖r_S‖² of the new residual.
+      let s = 0, res2 = 0;
+      for (let j = 0, i = o; j < n; j++, i++) {
+        if (mask[i]) {
+          x[i] += alpha * p[i];
+          const gi = (g[i] -= alpha * (q[i] + ridge * p[i]));
+          s += (gi * gi) / dg[j];
+          res2 += gi * gi;
+        } else {
+          g[i] -= alpha * q[i];
+        }
       }
-      // Off the support g changes too (E_λ reads the full g); p is zero there, so only H·p contributes.
-      for (let i = o; i < o + n; i++) if (!mask[i]) g[i] -= alpha * q[i];
-      for (let i = o; i < o + n; i++) if (mask[i]) s += (g[i] * g[i]) / dg[i % n];
       const beta = s / rz[r];
       rz[r] = s;
-      for (let i = o; i < o + n; i++) if (mask[i]) p[i] = g[i] / dg[i % n] + beta * p[i];
-      stopIfDone(r, residual2(r));
+      for (let j = 0, i = o; j < n; j++, i++) if (mask[i]) prod[i] = p[i] = g[i] / dg[j] + beta * p[i];
+      stopIfDone(r, res2);
     }
     record(k);
   }

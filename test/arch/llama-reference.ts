@@ -4,6 +4,7 @@
  */
 import { expect } from 'vitest';
 import type { Architecture } from '../../src/arch/types.js';
+import { setChunkScoreBytes } from '../../src/arch/ops.js';
 import { act, add, attention, linear, MemoryCheckpoint, randomIds, relErr, rmsNorm, rng, type F64 } from './reference.js';
 
 /** Rotates x [T, heads, D] in place for windows of seq tokens (positions t mod seq). */
@@ -123,6 +124,13 @@ export async function expectMatchesReference(c: LlamaCase, arch: Architecture, c
     // Without capture the same graph shape gives the same output (no pruning in between).
     const plain = await arch.runBlock(i, w, x, seq, false);
     expect(relErr(plain.out, r.out)).toBe(0);
+    // Attention in query chunks (what long windows get), forced here at this short seq: the same reference.
+    const budget = setChunkScoreBytes(0);
+    try {
+      expect(relErr((await arch.runBlock(i, w, x, seq, false)).out, e.out), `block ${i} out, chunked attention`).toBeLessThanOrEqual(tol);
+    } finally {
+      setChunkScoreBytes(budget);
+    }
     x = r.out;
     ref = e.out;
   }

@@ -4,10 +4,10 @@
  * and the mask / RoPE tables fed to attention.
  */
 import { describe, expect, it } from 'vitest';
-import { ACTIVATIONS, activation, attentionInputs, causalMask, rmsNorm, rotary, ropeTables, splitHeads } from '../../src/arch/ops.js';
+import { ACTIVATIONS, activation, alibiKeyBias, alibiSlopes, attentionChunks, attentionInputs, causalAttention, causalMask, rmsNorm, rotary, ropeTables, setChunkScoreBytes, splitHeads, type AttentionShape } from '../../src/arch/ops.js';
 import { GraphBuilder } from '../../src/engine/graph.js';
 import { run, session, tensor } from '../../src/engine/session.js';
-import { act, erf, normal, rng } from './reference.js';
+import { act, attention, erf, normal, relErr, rng } from './reference.js';
 
 /** x on [-8, 8] with the region around -2.7 (largest erf/tanh gap) sampled densely. */
 const XS = Float32Array.from([...Array.from({ length: 1601 }, (_, i) => -8 + i / 100), ...Array.from({ length: 200 }, (_, i) => -3 + i / 200)]);
@@ -134,5 +134,70 @@ describe('attention feeds', () => {
     // Angles up to 63 rad carry float32 rounding of ~63·2^-24 ≈ 4e-6 (HF computes them in float32 too).
     expect(err).toBeLessThanOrEqual(1e-5);
     expect(err).toBeGreaterThan(0);
+  });
+});
+
+describe('causal attention in query chunks', () => {
+  const B = 2, H = 4, KV = 2, D = 8;
+
+  /** causalAttention over q [B·S, H·D], k/v [B·S, KV·D] with `chunks` query chunks; key bias fed when `alibi`. */
+  async function attend(S: number, chunks: number, o: { window?: number; cap?: number; alibi?: boolean }, q: Float32Array, k: Float32Array, v: Float32Array): Promise<Float32Array> {
+    const key = `test-attn-chunks-${chunks}-${o.cap ?? ''}-${o.alibi ? 'alibi' : ''}`;
+    const s = await session(key, () => {
+      const g = new GraphBuilder('attn');
+      const att = attentionInputs(g, undefined, chunks);
+      const heads = (name: string, n: number) => splitHeads(g, g.input(name, 'float32', ['t', n * D]), att.seq, n, D);
+      const shape: AttentionShape = { numHeads: H, numKvHeads: KV, headDim: D, softcap: o.cap, keyBias: o.alibi ? g.input('bias', 'float32', [H, 'seq']) : undefined };
+      g.output(causalAttention(g, heads('q', H), heads('k', KV), heads('v', KV), att, shape), 'float32', undefined, 'y');
+      return g.toBytes();
+    });
+    const feeds = { q: tensor(q, [B * S, H * D]), k: tensor(k, [B * S, KV * D]), v: tensor(v, [B * S, KV * D]), mask: tensor(causalMask(S, o.window), [S, S]), ...(o.alibi ? { bias: tensor(alibiKeyBias(S, H), [H, S]) } : {}) };
+    return (await run(s, feeds, {}, ['y'])).y.data as Float32Array;
+  }
+
+  // S = 13 is not a multiple of any chunk count; 16 chunks of one query leave three empty.
+  it.each([
+    { chunks: 3, o: {} },
+    { chunks: 4, o: { window: 5 } },
+    { chunks: 16, o: { cap: 2 } },
+    { chunks: 5, o: { alibi: true } },
+  ])('$chunks chunks, $o: matches the float64 reference and the unchunked graph', async ({ chunks, o }) => {
+    const S = 13;
+    const rand = rng(31 + chunks);
+    const q = normal(rand, B * S * H * D, 0, 1.5);
+    const k = normal(rand, B * S * KV * D, 0, 1.5);
+    const v = normal(rand, B * S * KV * D, 0, 1);
+    const slopes = alibiSlopes(H);
+    const bias = o.alibi ? (h: number, _i: number, j: number) => slopes[h] * j : undefined;
+    const ref = attention(Float64Array.from(q), Float64Array.from(k), Float64Array.from(v), B * S, S, H, KV, D, 1 / Math.sqrt(D), o.window ?? Infinity, bias, o.cap);
+    const whole = await attend(S, 1, o, q, k, v);
+    const chunked = await attend(S, chunks, o, q, k, v);
+    expect(relErr(chunked, ref)).toBeLessThanOrEqual(1e-6);
+    expect(relErr(whole, ref)).toBeLessThanOrEqual(1e-6);
+    // Same sums of the same non-zero terms: at most a few float32 roundings apart.
+    expect(relErr(chunked, whole)).toBeLessThanOrEqual(1e-6);
+  });
+
+  it('one chunked graph serves windows shorter than its chunk count (S = 1, 2)', async () => {
+    for (const S of [1, 2]) {
+      const rand = rng(40 + S);
+      const q = normal(rand, B * S * H * D, 0, 1);
+      const k = normal(rand, B * S * KV * D, 0, 1);
+      const v = normal(rand, B * S * KV * D, 0, 1);
+      const ref = attention(Float64Array.from(q), Float64Array.from(k), Float64Array.from(v), B * S, S, H, KV, D, 1 / Math.sqrt(D));
+      expect(relErr(await attend(S, 16, {}, q, k, v), ref)).toBeLessThanOrEqual(1e-6);
+    }
+  });
+
+  it('attentionChunks: 1 while one window\'s scores fit the budget, else the power of two that fits them', () => {
+    expect(attentionChunks(12, 512)).toBe(1); // 12 MiB of scores
+    expect(attentionChunks(32, 2048)).toBe(16); // 512 MiB → 32 MiB per chunk
+    expect(attentionChunks(32, 1024)).toBe(4);
+    const old = setChunkScoreBytes(Infinity);
+    try {
+      expect(attentionChunks(32, 2048)).toBe(1);
+    } finally {
+      setChunkScoreBytes(old);
+    }
   });
 });
