@@ -16,6 +16,7 @@ import type { InspectSummary } from '../../src/inspect/summary.js';
 import { REPO, runShears, type Run } from '../helpers/cli.js';
 import { SafetensorsWriter } from '../../src/io/safetensors/writer.js';
 import { writeFolder } from './gemma-reference.js';
+import { checkPattern, refPerplexity } from './moe-cli-helpers.js';
 import { phi3Checkpoint, refBlock, refEmbed, refLogits, type Dims, type RefModel } from './phi3-reference.js';
 import { randomIds, rng } from './reference.js';
 
@@ -82,11 +83,6 @@ beforeAll(async () => {
   entries.forEach(([name], i) => pruned.set(name, results[i]));
 }, 600_000);
 
-function zeros(a: Float32Array): number {
-  let z = 0;
-  for (const v of a) if (v === 0) z++;
-  return z;
-}
 
 describe('Phi-3 through the CLI', () => {
   it.each(Object.keys(RUNS) as RunName[])('prune %s: the pattern holds on every prunable tensor, fused ones included; norms, embeddings and head byte-identical; names, shapes, dtypes and config kept', (run) => {
@@ -109,20 +105,9 @@ describe('Phi-3 through the CLI', () => {
           expect(Buffer.from(out.readBytes(t)).equals(Buffer.from(src.readBytes(t))), `${t} untouched`).toBe(true);
           continue;
         }
-        const w = out.readFloat32(t);
         const [rows, cols] = out.info(t).shape;
-        if (run.endsWith('-24')) {
-          for (let r0 = 0; r0 < rows; r0++) {
-            for (let c = 0; c < cols; c += 4) expect(zeros(w.subarray(r0 * cols + c, r0 * cols + c + 4)), `${t} row ${r0} cols ${c}..${c + 3}`).toBeGreaterThanOrEqual(2);
-          }
-        } else if (run.startsWith('wanda')) {
-          // Wanda compares weights within each output row: exactly half of every row, in every part of a fused matrix.
-          for (let r0 = 0; r0 < rows; r0++) expect(zeros(w.subarray(r0 * cols, (r0 + 1) * cols)), `${t} row ${r0}`).toBe(cols / 2);
-        } else {
-          // SparseGPT picks half of each column block over all rows of the (fused) matrix.
-          expect(zeros(w) / w.length, t).toBeGreaterThanOrEqual(0.5);
-          expect(zeros(w) / w.length, t).toBeLessThan(0.51);
-        }
+        // Wanda: half of every row, in every part of a fused matrix; SparseGPT: half of each column block.
+        checkPattern({ label: t, tensor: t, block: 0, rows, cols, data: out.readFloat32(t) }, run, false);
       }
       for (const f of ['config.json', 'tokenizer.json']) expect(readFileSync(join(root, `phi3-${run}`, f), 'utf8')).toBe(readFileSync(join(model, f), 'utf8'));
       const report = JSON.parse(readFileSync(join(root, `phi3-${run}`, 'shears-report.json'), 'utf8')) as { layers: { tensor: string }[] };
@@ -180,16 +165,8 @@ describe('Phi-3 through the CLI', () => {
     const m: RefModel = { w: (n) => ckpt.readFloat32(n), d: D, eps: 1e-5, activation: 'silu', window: 24, rope: REF_ROPE, tied: false };
     const logits = refLogits(m, stream, SEQ);
     ckpt.close();
-    let nll = 0;
-    let n = 0;
-    for (let t = 0; t < stream.length; t++) {
-      if ((t + 1) % SEQ === 0) continue; // the last token of a window has no target inside it
-      const row = logits.subarray(t * VOCAB, (t + 1) * VOCAB);
-      const max = Math.max(...row);
-      nll += max + Math.log(row.reduce((s, v) => s + Math.exp(v - max), 0)) - row[stream[t + 1]];
-      n++;
-    }
-    expect(Math.abs(got.perplexity - Math.exp(nll / n)) / Math.exp(nll / n)).toBeLessThanOrEqual(1e-5);
+    const want = refPerplexity(logits, stream, SEQ, VOCAB);
+    expect(Math.abs(got.perplexity - want) / want).toBeLessThanOrEqual(1e-5);
   });
 
   it('inspect reads the 2:4 output: 2:4 on every fused and plain prunable tensor, names, shapes and dtypes', async () => {
