@@ -152,6 +152,13 @@ export async function runPrune(job: PruneJob): Promise<PruneReport> {
           for (const [name, values] of weights) w.write(name, values);
           say(b < arch.spec.numLayers ? `block ${b + 1}/${arch.spec.numLayers} pruned${eta(b + 1, arch.spec.numLayers)}` : 'lm_head pruned');
         },
+        onExpertDone: (b, ex) => {
+          if (job.wbits !== undefined) {
+            // Each expert layer on its own grid, from its original values (its range of the stored tensor).
+            quantizeBlock(ex.layers, ex.w, (t) => src.readFloat32Range(t, ex.starts.get(t)!, ex.w.get(t)!.length), job.wbits, (l) => skip(`${b}.${l.name}`) || skip(l.tensor));
+          }
+          for (const [name, values] of ex.w) w.writeRange(name, ex.starts.get(name)!, values);
+        },
         onProgress: (e) => say(`block ${e.block + 1}/${e.blocks}: ${e.stage === 'all' ? (windows ? `calibrating on ${windows.count} windows and pruning` : 'pruning') : e.stage}${eta(e.block, e.blocks)}`),
       });
       writer.finish();

@@ -107,6 +107,10 @@ export class TensorSet {
     return this.reader(name).readFloat32(name);
   }
 
+  readFloat32Range(name: string, start: number, count: number): Float32Array {
+    return this.reader(name).readFloat32Range(name, start, count);
+  }
+
   readTyped(name: string): TypedTensor {
     return this.reader(name).readTyped(name);
   }
