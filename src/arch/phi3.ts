@@ -14,8 +14,9 @@
  * whenever config.sliding_window is not null).
  * The fused matrices are pruned as stored: all their rows read the same input, so one statistic (Gram
  * matrix, column norms) serves the whole matrix, and the output keeps qkv_proj / gate_up_proj as HF has them.
- * Structured removal of channels or heads would have to cut matching rows out of each part of a fused
- * matrix; src/structured refuses --channels and --heads for this family.
+ * Structured removal: --channels cuts channel j's row from both parts of gate_up_proj (src/structured/block.ts
+ * treats an MLP input with k·intermediate rows as k stacked parts) and writes intermediate_size; --heads is
+ * refused, since a head's rows sit in the q part and, for whole KV groups, in the k and v parts of qkv_proj.
  */
 import { ConfigReader, readHeads } from './config.js';
 import { gatedMlp, linearDefs, normDefs, residualBlock, type BlockGraph, type BlockLayout, type BlockOutputs, type Branch } from './block-graph.js';
