@@ -121,17 +121,17 @@ export function readRope(c: ConfigReader, o: RopeOptions): Rope {
 
   switch (type) {
     case 'default':
-      return fixed(type, theta, rotaryDim, defaultInv(theta), 1);
+      return fixed(type, theta, rotaryDim, () => defaultInv(theta), 1);
     case 'linear': {
       const factor = required('factor', num('factor', (v) => v >= 1, 'a number ≥ 1'));
-      return fixed(type, theta, rotaryDim, defaultInv(theta).map((v) => f(v / f(factor))), 1);
+      return fixed(type, theta, rotaryDim, () => defaultInv(theta).map((v) => f(v / f(factor))), 1);
     }
     case 'dynamic': {
       const factor = required('factor', num('factor', (v) => v >= 1, 'a number ≥ 1'));
-      const short = defaultInv(theta);
+      const short = once(() => defaultInv(theta));
       const d = rotaryDim;
       // The base grows only for windows past max_position_embeddings, in float32 tensor arithmetic.
-      const invFor = (seq: number) => (seq <= maxPos ? short : defaultInv(f(theta * f(Math.pow(f(f(f(f(factor) * seq) / maxPos) - f(factor - 1)), d / (d - 2))))));
+      const invFor = (seq: number) => (seq <= maxPos ? short() : defaultInv(f(theta * f(Math.pow(f(f(f(f(factor) * seq) / maxPos) - f(factor - 1)), d / (d - 2))))));
       return new CachedRope(type, theta, rotaryDim, 1, invFor);
     }
     case 'llama3': {
@@ -140,7 +140,7 @@ export function readRope(c: ConfigReader, o: RopeOptions): Rope {
       const high = required('high_freq_factor', positive('high_freq_factor'));
       const old = required('original_max_position_embeddings', legacy ? ownOriginal : (topOriginal ?? ownOriginal ?? maxPos));
       if (!(high > low)) throw err('high_freq_factor', `(${high}) must be greater than low_freq_factor (${low})`);
-      return fixed(type, theta, rotaryDim, llama3Inv(defaultInv(theta), factor, low, high, old), 1);
+      return fixed(type, theta, rotaryDim, () => llama3Inv(defaultInv(theta), factor, low, high, old), 1);
     }
     case 'yarn': {
       let factor = num('factor', (v) => v > 0, 'a positive number');
@@ -160,7 +160,7 @@ export function readRope(c: ConfigReader, o: RopeOptions): Rope {
       const betaFast = num('beta_fast', () => true, 'a number') || 32;
       const betaSlow = num('beta_slow', () => true, 'a number') || 1;
       const truncate = p.bool('truncate', true);
-      return fixed(type, theta, rotaryDim, yarnInv(theta, rotaryDim, factor, betaFast, betaSlow, original, truncate), attention);
+      return fixed(type, theta, rotaryDim, () => yarnInv(theta, rotaryDim, factor, betaFast, betaSlow, original, truncate), attention);
     }
     case 'longrope': {
       let factor = num('factor', (v) => v > 0, 'a positive number');
@@ -277,8 +277,17 @@ function yarnInv(theta: number, dim: number, factor: number, betaFast: number, b
   });
 }
 
-function fixed(type: RopeType, theta: number, rotaryDim: number, inv: Float32Array, attention: number): Rope {
-  return new CachedRope(type, theta, rotaryDim, attention, () => inv);
+/**
+ * A rope whose frequencies do not depend on the window. They are computed at the first `tables` call, not when
+ * config.json is read: a config whose head_dim is absurd is refused by the weight-shape check first.
+ */
+function fixed(type: RopeType, theta: number, rotaryDim: number, inv: () => Float32Array, attention: number): Rope {
+  return new CachedRope(type, theta, rotaryDim, attention, once(inv));
+}
+
+function once<T>(make: () => T): () => T {
+  let v: T | undefined;
+  return () => (v ??= make());
 }
 
 class CachedRope implements Rope {
