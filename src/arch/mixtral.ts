@@ -30,7 +30,6 @@ export function createMixtral(config: Record<string, unknown>, configPath: strin
     normTopK: true,
     expertSize: spec.intermediateSize,
     sparse: () => true,
-    denseSize: spec.intermediateSize,
     moeModule: layout === 'fused' ? 'mlp' : 'block_sparse_moe',
     layout,
   });

@@ -37,7 +37,6 @@ export function createQwenMoe(config: Record<string, unknown>, configPath: strin
     normTopK: c.bool('norm_topk_prob', false),
     expertSize: c.int('moe_intermediate_size', v2 ? 1408 : 768),
     sparse,
-    denseSize: spec.intermediateSize,
     sharedSize: v2 ? c.int('shared_expert_intermediate_size', 5632) : undefined,
     moeModule: 'mlp',
     layout,
