@@ -227,6 +227,22 @@ describe('a BF16 Llama 3 checkpoint read from disk', () => {
 });
 
 describe('partial rotary factors', () => {
+  it('default tables: cos/sin of p·theta^(-2i/R), halves repeated, within float32 angle rounding', () => {
+    const S = 64, R = 16, theta = 10000;
+    const { cos, sin } = readRope(new ConfigReader({ rope_theta: theta }, 'config.json'), { headDim: R, defaultTheta: 1, maxPositions: S }).tables(S);
+    let err = 0;
+    for (let p = 0; p < S; p++)
+      for (let i = 0; i < R / 2; i++) {
+        const a = p * Math.pow(theta, (-2 * i) / R);
+        expect(cos[p * R + i]).toBe(cos[p * R + R / 2 + i]);
+        expect(sin[p * R + i]).toBe(sin[p * R + R / 2 + i]);
+        err = Math.max(err, Math.abs(cos[p * R + i] - Math.cos(a)), Math.abs(sin[p * R + i] - Math.sin(a)));
+      }
+    // Angles up to 63 rad carry float32 rounding of ~63·2^-24 ≈ 4e-6 (HF computes them in float32 too).
+    expect(err).toBeLessThanOrEqual(1e-5);
+    expect(err).toBeGreaterThan(0);
+  });
+
   const c = (config: Record<string, unknown>) => new ConfigReader(config, 'config.json');
   it.each([
     ['top level (transformers 4), yarn', { partial_rotary_factor: 0.5, rope_scaling: { rope_type: 'yarn', factor: 2 } }, 8],
