@@ -17,6 +17,9 @@ import { openModel, type OpenModel } from '../../src/model.js';
 import { pruneBlocks, type LayerReport, type PruneOptions } from '../../src/prune/driver.js';
 import type { OwlReport } from '../../src/prune/owl.js';
 import { forwardHidden } from '../../src/run/blocks.js';
+import { runPrune } from '../../src/prune/job.js';
+import { Checkpoint } from '../../src/io/checkpoint.js';
+import { SafetensorsWriter } from '../../src/io/safetensors/writer.js';
 import { randomIds, rng } from '../arch/reference.js';
 import { moeCheckpoint, shapeOf, writeMoeFolder, type MoeShape } from '../arch/moe-reference.js';
 
@@ -182,6 +185,34 @@ describe.each(Object.keys(MODELS) as ModelName[])('streamed experts, %s layout',
       for (const [n, v] of whole.tensors) expect(Buffer.from(streamed.tensors.get(n)!.buffer).equals(Buffer.from(v.buffer)), n).toBe(true);
     } finally {
       m.ckpt.close();
+    }
+  });
+
+  it('prune --wbits 4 through the job: every expert (written by slices) and shared matrix on a 4-bit grid per row', async () => {
+    const { dir, s } = models[name];
+    const calib = join(root, `calib-${name}.safetensors`);
+    const cw = new SafetensorsWriter(calib, [{ name: 'input_ids', dtype: 'I32', shape: [8, SEQ] }], { format: 'pt' });
+    cw.write('input_ids', ids.subarray(0, 8 * SEQ));
+    cw.finish();
+    const out = join(root, `wbits-${name}`);
+    await runPrune({ model: dir, out, method: 'wanda', spec: { kind: 'unstructured', sparsity: 0.5 }, calibration: 'tinystories', calibTokens: calib, nsamples: 8, seed: 0, wbits: 4 });
+    const ck = Checkpoint.openFolder(out);
+    try {
+      const m = await openModel(dir);
+      const matrices = [0, 1].flatMap((b) => m.arch.linears(b));
+      m.ckpt.close();
+      expect(matrices.filter((l) => l.expert !== undefined).length).toBe([0, 1].filter((b) => s.sparse(b)).length * 3 * s.E);
+      for (const l of matrices) {
+        const stored = ck.readFloat32(l.tensor);
+        const data = l.part ? stored.subarray(l.part.offset, l.part.offset + l.rows * l.cols) : stored;
+        for (let r = 0; r < l.rows; r++) {
+          const row = new Set(data.subarray(r * l.cols, (r + 1) * l.cols));
+          row.delete(0);
+          expect(row.size, `${l.name} row ${r}`).toBeLessThanOrEqual(16);
+        }
+      }
+    } finally {
+      ck.close();
     }
   });
 
