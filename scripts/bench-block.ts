@@ -141,15 +141,23 @@ async function main(): Promise<void> {
     }
     console.log(`block output, chunked vs whole: max |difference| / max |output| = ${diff / scale}`);
     if (profile) {
-      await releaseBlockSessions();
-      startProfiling(join(dir, 'ort'));
-      for (let p = 0; p < 2; p++) {
-        x.set(x0);
-        await runBlockOver(arch, 0, w, x, seq, out);
+      // The chunked path as shears runs it, each pass twice on one profiled session (the second counted).
+      const passes = [
+        ['full pass', async () => {
+          x.set(x0);
+          await runBlockOver(arch, 0, w, x, seq, out);
+        }],
+        ['statistics pass', () => runBlockOver(arch, 0, w, x0, seq, null, () => undefined)],
+      ] as const;
+      for (const [name, pass] of passes) {
+        await releaseBlockSessions();
+        startProfiling(join(dir, `ort-${name.split(' ')[0]}`));
+        for (let p = 0; p < 2; p++) await pass();
+        const sum = summarizeProfiles(await stopProfiling(), 2);
+        const kernels = sum.byOp.reduce((a, o) => a + o.seconds, 0);
+        console.log(`\nprofiled ${name}: ${fixed(sum.ortRunSeconds, 3)} s in onnxruntime over ${sum.runs} runs, ${fixed(kernels, 3)} s of it in kernels`);
+        for (const o of sum.byOp.slice(0, 10)) console.log(`  ${o.op.padEnd(30)} ${fixed(o.seconds, 3).padStart(8)} s  ${pct(o.share).padStart(6)}`);
       }
-      const sum = summarizeProfiles(await stopProfiling(), 2);
-      console.log(`\nprofiled full pass: ${fixed(sum.ortRunSeconds, 3)} s in onnxruntime over ${sum.runs} runs`);
-      for (const o of sum.byOp.slice(0, 10)) console.log(`  ${o.op.padEnd(30)} ${fixed(o.seconds, 3).padStart(8)} s  ${pct(o.share).padStart(6)}`);
     }
     ckpt.close();
   } finally {
