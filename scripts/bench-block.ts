@@ -7,6 +7,7 @@
  * as shears runs it (ops.attentionChunks), alternating, with the largest relative difference of the outputs.
  * Each is timed on a fresh session (as the prune driver runs every pass: built, its memory arena first
  * touched) and again on the warm one; rates are from the warm pass, the difference is the per-pass fixed cost.
+ * The process's peak RSS after each variant's first passes gives the memory each attention form adds.
  *
  *   npx tsx scripts/bench-block.ts [--hidden 2048] [--intermediate 5632] [--heads 32] [--kv-heads 4]
  *        [--seqlen 2048] [--windows 2] [--reps 2] [--profile]
@@ -25,7 +26,7 @@ import { startProfiling, stopProfiling } from '../src/engine/session.js';
 import { releaseBlockSessions } from '../src/arch/runtime.js';
 import { attentionChunks, setChunkScoreBytes } from '../src/arch/ops.js';
 import { DEFAULT_SYNTHETIC, writeSyntheticLlama } from './synthetic-model.js';
-import { fixed, load1, option, pct, rng, summarizeProfiles } from './bench-common.js';
+import { fixed, load1, mib, option, pct, rng, summarizeProfiles } from './bench-common.js';
 
 const hidden = Number(option('--hidden') ?? 2048);
 const intermediate = Number(option('--intermediate') ?? 5632);
@@ -91,10 +92,13 @@ async function main(): Promise<void> {
     const budget = setChunkScoreBytes(Infinity);
     setChunkScoreBytes(budget);
     type Pass = { steady: number; fresh: number };
+    // Chunked first: the process's peak RSS after each variant's first passes then tells both arenas apart
+    // (sessions are released between passes, so a pass's peak is the base plus its own arena).
     const variants = [
-      { name: 'whole', bytes: Infinity, full: { steady: Infinity, fresh: Infinity } as Pass, stats: { steady: Infinity, fresh: Infinity } as Pass, out: new Float32Array(0) },
-      { name: `${attentionChunks(heads, seq)} chunks`, bytes: budget, full: { steady: Infinity, fresh: Infinity } as Pass, stats: { steady: Infinity, fresh: Infinity } as Pass, out: new Float32Array(0) },
+      { name: `${attentionChunks(heads, seq)} chunks`, bytes: budget, full: { steady: Infinity, fresh: Infinity } as Pass, stats: { steady: Infinity, fresh: Infinity } as Pass, out: new Float32Array(0), peakRss: 0 },
+      { name: 'whole', bytes: Infinity, full: { steady: Infinity, fresh: Infinity } as Pass, stats: { steady: Infinity, fresh: Infinity } as Pass, out: new Float32Array(0), peakRss: 0 },
     ];
+    const baseRss = process.resourceUsage().maxRSS * 1024;
     // One pass over the windows as the driver runs it: a fresh session (built, its arena first touched), then
     // the same pass again on the warm session. Best of `reps` each.
     const time = async (p: Pass, f: () => Promise<void>): Promise<void> => {
@@ -117,6 +121,7 @@ async function main(): Promise<void> {
         });
         if (r === 0) v.out = out.slice();
         await time(v.stats, () => runBlockOver(arch, 0, w, x0, seq, null, () => undefined));
+        if (r === 0) v.peakRss = process.resourceUsage().maxRSS * 1024;
       }
     }
     setChunkScoreBytes(budget);
@@ -133,11 +138,13 @@ async function main(): Promise<void> {
         console.log(`${v.name.padEnd(10)} ${name.padEnd(16)} ${fixed(p.steady / nWindows, 3).padStart(15)} ${fixed(g, 0).padStart(8)} ${pct(g / raw).padStart(14)}   ${fixed(p.fresh - p.steady, 2)} s`);
       }
     }
+    const grew = variants[0].peakRss - baseRss;
+    console.log(`peak RSS over the process before the passes: ${variants[0].name} +${mib(grew)}; whole ${variants[1].peakRss > variants[0].peakRss ? `+${mib(variants[1].peakRss - baseRss)}` : `≤ +${mib(grew)}`}`);
     let diff = 0;
     let scale = 0;
     for (let k = 0; k < out.length; k++) {
-      diff = Math.max(diff, Math.abs(variants[1].out[k] - variants[0].out[k]));
-      scale = Math.max(scale, Math.abs(variants[0].out[k]));
+      diff = Math.max(diff, Math.abs(variants[0].out[k] - variants[1].out[k]));
+      scale = Math.max(scale, Math.abs(variants[1].out[k]));
     }
     console.log(`block output, chunked vs whole: max |difference| / max |output| = ${diff / scale}`);
     if (profile) {
