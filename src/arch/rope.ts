@@ -50,6 +50,8 @@ export interface RopeTables {
 /** A model's (or one layer type's) RoPE: the rotated dims per head and the tables for any window length. */
 export interface Rope {
   readonly type: RopeType;
+  /** rope_theta: the base of the (unscaled) frequencies. */
+  readonly theta: number;
   /** Rotated dims of each head: int(head_dim · partial_rotary_factor). */
   readonly rotaryDim: number;
   /** The factor cos and sin are multiplied by (yarn, longrope; 1 otherwise). */
@@ -119,18 +121,18 @@ export function readRope(c: ConfigReader, o: RopeOptions): Rope {
 
   switch (type) {
     case 'default':
-      return fixed(type, rotaryDim, defaultInv(theta), 1);
+      return fixed(type, theta, rotaryDim, () => defaultInv(theta), 1);
     case 'linear': {
       const factor = required('factor', num('factor', (v) => v >= 1, 'a number ≥ 1'));
-      return fixed(type, rotaryDim, defaultInv(theta).map((v) => f(v / f(factor))), 1);
+      return fixed(type, theta, rotaryDim, () => defaultInv(theta).map((v) => f(v / f(factor))), 1);
     }
     case 'dynamic': {
       const factor = required('factor', num('factor', (v) => v >= 1, 'a number ≥ 1'));
-      const short = defaultInv(theta);
+      const short = once(() => defaultInv(theta));
       const d = rotaryDim;
       // The base grows only for windows past max_position_embeddings, in float32 tensor arithmetic.
-      const invFor = (seq: number) => (seq <= maxPos ? short : defaultInv(f(theta * f(Math.pow(f(f(f(f(factor) * seq) / maxPos) - f(factor - 1)), d / (d - 2))))));
-      return new CachedRope(type, rotaryDim, 1, invFor);
+      const invFor = (seq: number) => (seq <= maxPos ? short() : defaultInv(f(theta * f(Math.pow(f(f(f(f(factor) * seq) / maxPos) - f(factor - 1)), d / (d - 2))))));
+      return new CachedRope(type, theta, rotaryDim, 1, invFor);
     }
     case 'llama3': {
       const factor = required('factor', positive('factor'));
@@ -138,7 +140,7 @@ export function readRope(c: ConfigReader, o: RopeOptions): Rope {
       const high = required('high_freq_factor', positive('high_freq_factor'));
       const old = required('original_max_position_embeddings', legacy ? ownOriginal : (topOriginal ?? ownOriginal ?? maxPos));
       if (!(high > low)) throw err('high_freq_factor', `(${high}) must be greater than low_freq_factor (${low})`);
-      return fixed(type, rotaryDim, llama3Inv(defaultInv(theta), factor, low, high, old), 1);
+      return fixed(type, theta, rotaryDim, () => llama3Inv(defaultInv(theta), factor, low, high, old), 1);
     }
     case 'yarn': {
       let factor = num('factor', (v) => v > 0, 'a positive number');
@@ -158,7 +160,7 @@ export function readRope(c: ConfigReader, o: RopeOptions): Rope {
       const betaFast = num('beta_fast', () => true, 'a number') || 32;
       const betaSlow = num('beta_slow', () => true, 'a number') || 1;
       const truncate = p.bool('truncate', true);
-      return fixed(type, rotaryDim, yarnInv(theta, rotaryDim, factor, betaFast, betaSlow, original, truncate), attention);
+      return fixed(type, theta, rotaryDim, () => yarnInv(theta, rotaryDim, factor, betaFast, betaSlow, original, truncate), attention);
     }
     case 'longrope': {
       let factor = num('factor', (v) => v > 0, 'a positive number');
@@ -182,7 +184,7 @@ export function readRope(c: ConfigReader, o: RopeOptions): Rope {
       };
       const short = inv('short_factor');
       const long = inv('long_factor');
-      return new CachedRope(type, rotaryDim, attention, (seq) => (seq > original ? long : short));
+      return new CachedRope(type, theta, rotaryDim, attention, (seq) => (seq > original ? long : short));
     }
   }
 }
@@ -275,14 +277,24 @@ function yarnInv(theta: number, dim: number, factor: number, betaFast: number, b
   });
 }
 
-function fixed(type: RopeType, rotaryDim: number, inv: Float32Array, attention: number): Rope {
-  return new CachedRope(type, rotaryDim, attention, () => inv);
+/**
+ * A rope whose frequencies do not depend on the window. They are computed at the first `tables` call, not when
+ * config.json is read: a config whose head_dim is absurd is refused by the weight-shape check first.
+ */
+function fixed(type: RopeType, theta: number, rotaryDim: number, inv: () => Float32Array, attention: number): Rope {
+  return new CachedRope(type, theta, rotaryDim, attention, once(inv));
+}
+
+function once<T>(make: () => T): () => T {
+  let v: T | undefined;
+  return () => (v ??= make());
 }
 
 class CachedRope implements Rope {
   private readonly cache = new Map<number, RopeTables>();
   constructor(
     readonly type: RopeType,
+    readonly theta: number,
     readonly rotaryDim: number,
     readonly attentionScaling: number,
     /** The inverse frequencies [rotaryDim/2] for a window of seq tokens. */

@@ -132,6 +132,13 @@ export class Checkpoint {
     return this.tensors.readBytes(name);
   }
 
+  /** Bytes [start, start + length) of a tensor as stored (a compressed weight: of its decompressed bytes). */
+  readBytesRange(name: string, start: number, length: number): Uint8Array {
+    if (this.compression?.weights.has(name)) return this.compression.readBytes(name).slice(start, start + length);
+    this.checkNotPart(name);
+    return this.tensors.readBytesRange(name, start, length);
+  }
+
   /** Parts of compressed weights are reached through `raw` only. */
   private checkNotPart(name: string): void {
     if (this.compression?.partNames.has(name)) {

@@ -27,7 +27,11 @@
  * Deliberate differences from the reference:
  *  - (Hn + ρ I)⁻¹ comes from a float64 Cholesky factorisation and inverse (engine, invertSpd) at each ρ
  *    instead of one float64 eigendecomposition Q diag(1/(λ + ρ)) Qᵀ: the engine has no eigensolver, and
- *    both cost O(n³) per ρ (the reference's Q·diag·Qᵀ product is n³ too). The inverse is the same matrix,
+ *    the eigendecomposition would not make a ρ change cheaper. The reference forms Q·diag·Qᵀ in float64
+ *    at each ρ, 2n³ flops, against ≈ 1.3n³ for the Cholesky inverse; applying Q and Qᵀ to the rows at
+ *    every iteration instead (two rows × n × n products, no n³ per ρ) pays only for rows < ~2n/3, and an
+ *    eigensolver written here would cost more than a layer's ~10–15 inverses (its tridiagonalisation
+ *    alone is 4n³/3 flops of memory-bound matrix-vector work in JS). The inverse is the same matrix,
  *    rounded to float32 for the ADMM products as in the reference.
  *  - A row's CG stops when its residual on its kept entries is ≤ 1e-4 of its right-hand side there. The
  *    reference tests the residual over all entries, which does not vanish off the mask, so it always runs
@@ -43,12 +47,16 @@
  * formed in float64; CG's inner products, step sizes and iterates are float64 (pcg.ts).
  *
  * Cost and memory: one (rows × n) × (n × n) product per ADMM iteration, one float64 inverse per ρ change
- * (every 3 iterations), one product per CG iteration. Besides H, a layer holds Hn (float32, shared by the
+ * (every 3 iterations), one product per CG iteration. Besides the products, an ADMM iteration is two
+ * branch-free passes over the rows × n entries (scoring with the threshold's window gathered, then D, V
+ * and the next right-hand side together); the inverse dominates where n is large (MLP down projection). Besides H, a layer holds Hn (float32, shared by the
  * layers reading the input), the float64 inverse being formed with its factorisation scratch and its
  * float32 copy, ≈ 24 n² bytes, and about ten rows × n arrays.
  */
 import { ShearsError, usageError } from '../errors.js';
 import { invertSpd, matmul, NotPositiveDefiniteError, releaseScratch } from '../engine/linalg.js';
+import { factorScratch } from '../engine/cholesky.js';
+import { scratch64 } from '../engine/scratch.js';
 import { type PruneResult, type SparsitySpec, type Weight, checkSpec, checkWeight, countZeros, tailNote } from './spec.js';
 import { kthSmallest } from './select.js';
 import { markLowestInGroup } from './nm.js';
@@ -180,8 +188,9 @@ class Projector {
   readonly scores: Float32Array;
   private readonly prune: number;
   private readonly scratch: Float32Array;
-  private readonly ties: Int32Array;
   private hint = NaN;
+  /** Half-width of scoreAdmm's window relative to the hint: a few times the threshold's last move. */
+  private width = WINDOW;
   /** The window gathered while scoring (unstructured): bounds, entries below it, entries inside it. */
   private lo = NaN;
   private hi = NaN;
@@ -196,13 +205,11 @@ class Projector {
       const kept = roundHalfEven((1 - spec.sparsity) * total);
       this.prune = total - kept;
       this.k = kept;
-      this.scratch = new Float32Array(total);
-      this.ties = new Int32Array(total);
+      this.scratch = new Float32Array(total + 1); // + 1: scoreAdmm writes one past the window
     } else {
       this.prune = 0;
       this.k = (total * spec.n) / spec.m;
       this.scratch = new Float32Array(0);
-      this.ties = new Int32Array(0);
     }
   }
 
@@ -227,15 +234,18 @@ class Projector {
     const total = b.length;
     const hint = this.hint;
     if (this.spec.kind === 'unstructured' && this.prune > 0 && hint > 0 && Number.isFinite(hint)) {
-      const lo = hint * (1 - WINDOW), hi = hint * (1 + WINDOW);
+      const lo = hint * (1 - this.width), hi = hint * (1 + this.width);
       let below = 0, inside = 0;
+      // Branch-free (the comparisons are coin flips near the threshold): every score is written at
+      // scratch[inside] and kept there only if it lies in the window.
       for (let k = 0; k < total; k++) {
         const x = Math.fround((v[k] + rho * b[k]) / rho);
         z[k] = x;
         const f = Math.fround(x * x); // the float32 score of the float32 z, as project() forms it
         scores[k] = f;
-        if (f < lo) below++;
-        else if (f <= hi) scratch[inside++] = f;
+        below += +(f < lo);
+        scratch[inside] = f;
+        inside += +(f >= lo) & +(f <= hi);
       }
       this.lo = lo;
       this.hi = hi;
@@ -293,19 +303,30 @@ class Projector {
 
   /** The value at index `at` of the sorted scores (NaN as +Infinity), and how many scores are below it. */
   private threshold(at: number): { t: number; below: number } {
+    const last = this.hint;
+    const found = this.select(at);
+    // The next window: three times this move, within [WINDOW, 1/2] (a wider window costs a slightly
+    // larger selection; a miss costs whole passes).
+    const move = last > 0 && Number.isFinite(last) ? Math.abs(found.t - last) / last : Infinity;
+    this.width = Math.min(0.5, Math.max(WINDOW, 3 * move));
+    return found;
+  }
+
+  private select(at: number): { t: number; below: number } {
     const { scores, scratch } = this;
     const total = scores.length;
     // The window gathered by scoreAdmm, then wider ones around the last threshold.
     if (this.below >= 0 && this.below <= at && at < this.below + this.inside) return this.pick(this.below, this.inside, at);
-    const first = this.below >= 0 ? WINDOW * 4 : WINDOW;
+    const first = this.below >= 0 ? Math.min(0.5, this.width * 4) : WINDOW;
     this.below = -1;
     for (let delta = first; this.hint > 0 && Number.isFinite(this.hint) && delta < 1; delta *= 4) {
       const lo = this.hint * (1 - delta), hi = this.hint * (1 + delta);
       let below = 0, inside = 0;
       for (let k = 0; k < total; k++) {
         const v = scores[k];
-        if (v < lo) below++;
-        else if (v <= hi) scratch[inside++] = v;
+        below += +(v < lo);
+        scratch[inside] = v;
+        inside += +(v >= lo) & +(v <= hi);
       }
       if (below <= at && at < below + inside) return this.pick(below, inside, at);
     }
@@ -313,9 +334,9 @@ class Projector {
       const v = scores[k];
       scratch[k] = v !== v ? Infinity : v;
     }
-    const t = (this.hint = kthSmallest(scratch, at));
+    const t = (this.hint = kthSmallest(scratch.subarray(0, total), at));
     let below = 0;
-    for (let k = 0; k < total; k++) if (scores[k] < t) below++;
+    for (let k = 0; k < total; k++) below += +(scores[k] < t);
     return { t, below };
   }
 
@@ -370,6 +391,9 @@ async function runAdmm(b0: Float32Array, y: Float32Array, hn: Float32Array, n: n
   const work = new Float64Array(n * n);
   const inv = new Float32Array(n * n);
   let rho = rho0;
+  // invertSpd's copy of the matrix and its factorisation's scratch, held from the first inverse on
+  // (otherwise the first is served by throwaway allocations, fresh pages twice per layer).
+  scratch64.reserve(n * n + factorScratch(n));
   await shiftedInverse(hn, n, rho, work, inv);
 
   const b = Float32Array.from(b0);
@@ -397,22 +421,26 @@ async function runAdmm(b0: Float32Array, y: Float32Array, hn: Float32Array, n: n
       it++;
       const update = it % updateIter === 0;
       // One pass: D = P(z) (the mask from the threshold, or as cut() marked it), V += ρ(B − D), and
-      // the next right-hand side unless ρ is about to change.
+      // the next right-hand side unless ρ is about to change. Branch-free, as the mask is a coin flip
+      // per entry: D = z·(1 − mask) is z or ±0 (a pruned z is finite: its score is ≤ the finite t;
+      // under N:M a non-finite z means ADMM has already diverged).
       if (cut) {
         const t = cut.t;
         let ties = cut.ties;
         for (let k = 0; k < total; k++) {
           const s = scores[k];
-          const m = s < t || (s === t && ties-- > 0) ? 1 : 0;
+          const eq = +(s === t) & +(ties > 0);
+          ties -= eq;
+          const m = +(s < t) | eq;
           mask[k] = m;
-          const dk = m ? 0 : z[k];
+          const dk = z[k] * (1 - m);
           d[k] = dk;
           const vk = (v[k] = Math.fround(v[k] + rho * (b[k] - dk)));
           if (!update) r[k] = y[k] - vk + rho * dk;
         }
       } else {
         for (let k = 0; k < total; k++) {
-          const dk = mask[k] ? 0 : z[k];
+          const dk = z[k] * (1 - mask[k]);
           d[k] = dk;
           const vk = (v[k] = Math.fround(v[k] + rho * (b[k] - dk)));
           if (!update) r[k] = y[k] - vk + rho * dk;

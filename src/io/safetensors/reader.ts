@@ -118,6 +118,16 @@ export class SafetensorsReader {
     return decodeFloat32(bytes, t.dtype);
   }
 
+  /** Bytes [start, start + length) of the tensor's stored data. */
+  readBytesRange(name: string, start: number, length: number): Uint8Array {
+    const t = this.info(name);
+    if (!(Number.isSafeInteger(start) && Number.isSafeInteger(length) && start >= 0 && length >= 0 && start + length <= t.byteLength)) {
+      throw fileError(this.path, `bytes ${start}..${start + length} are outside tensor ${preview(name)} of ${t.byteLength}`);
+    }
+    if (this.fd < 0) throw fileError(this.path, `cannot read tensor ${preview(name)}: reader is closed`);
+    return readExactly(this.fd, this.path, t.start + start, length, `tensor ${preview(name)}`);
+  }
+
   /**
    * Elements [start, start + count) of the tensor (row-major, stored order) as float32: only their bytes
    * are read (one expert's slice of a fused 3-D expert tensor).

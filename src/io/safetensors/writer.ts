@@ -136,7 +136,7 @@ export class SafetensorsWriter {
   private readonly offsets: Map<string, [number, number]>;
   private readonly dataStart: number;
   private readonly pending: Set<string>;
-  /** Elements written so far of tensors written in ranges (writeRange). */
+  /** Bytes written so far of tensors written in ranges (writeRange, writeBytes). */
   private readonly partial = new Map<string, number>();
   private state: 'open' | 'finished' | 'aborted' = 'open';
 
@@ -183,19 +183,26 @@ export class SafetensorsWriter {
    * must not overlap.
    */
   writeRange(name: string, start: number, values: Float32Array): void {
+    const spec = this.specs.get(name);
+    if (!spec) throw fileError(this.path, `cannot write tensor "${name}": not in the list of tensors given when the file was started`);
+    const size = dtypeSize(spec.dtype);
+    this.writeBytes(name, start * size, tensorBytes(this.path, { ...spec, shape: [values.length] }, values));
+  }
+
+  /** Bytes [start, start + bytes.length) of a tensor's stored data, as writeRange (copying a large tensor in pieces). */
+  writeBytes(name: string, start: number, bytes: Uint8Array): void {
     if (this.state !== 'open') throw fileError(this.path, `cannot write tensor "${name}": writer already ${this.state}`);
     const spec = this.specs.get(name);
     if (!spec) throw fileError(this.path, `cannot write tensor "${name}": not in the list of tensors given when the file was started`);
     if (!this.pending.has(name)) throw fileError(this.path, `tensor "${name}" was already written`);
-    const numel = numelOf(spec.shape);
-    const done = (this.partial.get(name) ?? 0) + values.length;
-    if (!(Number.isSafeInteger(start) && start >= 0 && start + values.length <= numel && done <= numel)) {
-      throw fileError(this.path, `elements ${start}..${start + values.length} of tensor "${name}" do not fit its ${numel} (or overlap what was written)`);
+    const total = specBytes(spec);
+    const done = (this.partial.get(name) ?? 0) + bytes.byteLength;
+    if (!(Number.isSafeInteger(start) && start >= 0 && start + bytes.byteLength <= total && done <= total)) {
+      throw fileError(this.path, `bytes ${start}..${start + bytes.byteLength} of tensor "${name}" do not fit its ${total} (or overlap what was written)`);
     }
-    const bytes = tensorBytes(this.path, { ...spec, shape: [values.length] }, values);
-    this.guard(() => writeFully(this.fd, bytes, this.dataStart + this.offsets.get(name)![0] + start * dtypeSize(spec.dtype)));
+    this.guard(() => writeFully(this.fd, bytes, this.dataStart + this.offsets.get(name)![0] + start));
     this.partial.set(name, done);
-    if (done === numel) {
+    if (done === total) {
       this.pending.delete(name);
       this.partial.delete(name);
     }
