@@ -11,8 +11,10 @@
  *    `partial_rotary_factor`, `original_max_position_embeddings`); Gemma 3 writes one such object per layer
  *    type ({full_attention: {...}, sliding_attention: {...}}), picked with `layerType`.
  * The two versions differ in two places, and each style is computed as the version that writes it does:
- *  - yarn: transformers 4 replaces `factor` by max_position_embeddings / original_max_position_embeddings
- *    when rope_scaling gives the latter; transformers 5 keeps the explicit `factor` (the ratio only when absent);
+ *  - yarn: transformers 4 (its releases since DeepSeek-V3 support; earlier ones ignored
+ *    original_max_position_embeddings here) replaces `factor` by max_position_embeddings /
+ *    original_max_position_embeddings when rope_scaling gives the latter; transformers 5 keeps the explicit
+ *    `factor` (the ratio only when absent);
  *  - longrope: transformers 4 takes original_max_position_embeddings from the top level only (else
  *    max_position_embeddings) and then always uses that ratio as the factor; transformers 5 reads it from the top
  *    level first, then rope_parameters, and keeps an explicit `factor`.
@@ -315,7 +317,7 @@ class CachedRope implements Rope {
  * cos/sin [seq, 2·inv.length] of the float32 angles p·inv[i] (HF's float32 matmul of positions and inverse
  * frequencies), the half-table repeated twice; times `scale` in float32 when it is not 1.
  */
-export function ropeTablesFrom(inv: Float32Array, seq: number, scale = 1): RopeTables {
+function ropeTablesFrom(inv: Float32Array, seq: number, scale = 1): RopeTables {
   const f = Math.fround;
   const half = inv.length;
   const R = 2 * half;
