@@ -301,6 +301,11 @@ describe('refusals name config.json and the field', () => {
     [{ ...v4, rope_scaling: { rope_type: 'dynamic', factor: 0.5 } }, 'models/x/config.json: rope_scaling.factor must be a number ≥ 1, got 0.5'],
     [{ ...v4, original_max_position_embeddings: 8, rope_scaling: { type: 'longrope', short_factor: [1, 2], long_factor: LONG } }, 'models/x/config.json: rope_scaling.short_factor must be a list of 4 positive numbers (rotary dims / 2), got [1,2]'],
     [{ ...v4, rope_scaling: 'yarn' }, 'models/x/config.json: rope_scaling must be an object, got "yarn"'],
+    [
+      { model_type: 'gemma3_text', head_dim: 16, rope_parameters: { full_attention: { rope_type: 'default', rope_theta: 1e6 }, sliding_attention: { rope_type: 'default', rope_theta: 1e4, partial_rotary_factor: 0.5 } } },
+      'models/x/config.json: rope_parameters.sliding_attention.partial_rotary_factor gives 8 rotary dims of 16; gemma3_text rotates the whole head',
+    ],
+    [{ ...v4, model_type: 'qwen3_moe', num_experts: 4, num_experts_per_tok: 2, head_dim: 16, partial_rotary_factor: 0.5 }, 'models/x/config.json: partial_rotary_factor gives 8 rotary dims of 16; qwen3_moe rotates the whole head'],
   ])('%#', (config, message) => {
     expect(fail(config)).toBe(message);
   });
