@@ -7,6 +7,7 @@
  * as shears runs it (ops.attentionChunks), alternating, with the largest relative difference of the outputs.
  * Each is timed on a fresh session (as the prune driver runs every pass: built, its memory arena first
  * touched) and again on the warm one; rates are from the warm pass, the difference is the per-pass fixed cost.
+ * The process's peak RSS after each variant's first passes gives the memory each attention form adds.
  *
  *   npx tsx scripts/bench-block.ts [--hidden 2048] [--intermediate 5632] [--heads 32] [--kv-heads 4]
  *        [--seqlen 2048] [--windows 2] [--reps 2] [--profile]
@@ -25,7 +26,7 @@ import { startProfiling, stopProfiling } from '../src/engine/session.js';
 import { releaseBlockSessions } from '../src/arch/runtime.js';
 import { attentionChunks, setChunkScoreBytes } from '../src/arch/ops.js';
 import { DEFAULT_SYNTHETIC, writeSyntheticLlama } from './synthetic-model.js';
-import { fixed, load1, option, pct, rng, summarizeProfiles } from './bench-common.js';
+import { fixed, load1, mib, option, pct, rng, summarizeProfiles } from './bench-common.js';
 
 const hidden = Number(option('--hidden') ?? 2048);
 const intermediate = Number(option('--intermediate') ?? 5632);
@@ -91,10 +92,13 @@ async function main(): Promise<void> {
     const budget = setChunkScoreBytes(Infinity);
     setChunkScoreBytes(budget);
     type Pass = { steady: number; fresh: number };
+    // Chunked first: the process's peak RSS after each variant's first passes then tells both arenas apart
+    // (sessions are released between passes, so a pass's peak is the base plus its own arena).
     const variants = [
-      { name: 'whole', bytes: Infinity, full: { steady: Infinity, fresh: Infinity } as Pass, stats: { steady: Infinity, fresh: Infinity } as Pass, out: new Float32Array(0) },
-      { name: `${attentionChunks(heads, seq)} chunks`, bytes: budget, full: { steady: Infinity, fresh: Infinity } as Pass, stats: { steady: Infinity, fresh: Infinity } as Pass, out: new Float32Array(0) },
+      { name: `${attentionChunks(heads, seq)} chunks`, bytes: budget, full: { steady: Infinity, fresh: Infinity } as Pass, stats: { steady: Infinity, fresh: Infinity } as Pass, out: new Float32Array(0), peakRss: 0 },
+      { name: 'whole', bytes: Infinity, full: { steady: Infinity, fresh: Infinity } as Pass, stats: { steady: Infinity, fresh: Infinity } as Pass, out: new Float32Array(0), peakRss: 0 },
     ];
+    const baseRss = process.resourceUsage().maxRSS * 1024;
     // One pass over the windows as the driver runs it: a fresh session (built, its arena first touched), then
     // the same pass again on the warm session. Best of `reps` each.
     const time = async (p: Pass, f: () => Promise<void>): Promise<void> => {
@@ -117,6 +121,7 @@ async function main(): Promise<void> {
         });
         if (r === 0) v.out = out.slice();
         await time(v.stats, () => runBlockOver(arch, 0, w, x0, seq, null, () => undefined));
+        if (r === 0) v.peakRss = process.resourceUsage().maxRSS * 1024;
       }
     }
     setChunkScoreBytes(budget);
@@ -133,23 +138,33 @@ async function main(): Promise<void> {
         console.log(`${v.name.padEnd(10)} ${name.padEnd(16)} ${fixed(p.steady / nWindows, 3).padStart(15)} ${fixed(g, 0).padStart(8)} ${pct(g / raw).padStart(14)}   ${fixed(p.fresh - p.steady, 2)} s`);
       }
     }
+    const grew = variants[0].peakRss - baseRss;
+    console.log(`peak RSS over the process before the passes: ${variants[0].name} +${mib(grew)}; whole ${variants[1].peakRss > variants[0].peakRss ? `+${mib(variants[1].peakRss - baseRss)}` : `≤ +${mib(grew)}`}`);
     let diff = 0;
     let scale = 0;
     for (let k = 0; k < out.length; k++) {
-      diff = Math.max(diff, Math.abs(variants[1].out[k] - variants[0].out[k]));
-      scale = Math.max(scale, Math.abs(variants[0].out[k]));
+      diff = Math.max(diff, Math.abs(variants[0].out[k] - variants[1].out[k]));
+      scale = Math.max(scale, Math.abs(variants[1].out[k]));
     }
     console.log(`block output, chunked vs whole: max |difference| / max |output| = ${diff / scale}`);
     if (profile) {
-      await releaseBlockSessions();
-      startProfiling(join(dir, 'ort'));
-      for (let p = 0; p < 2; p++) {
-        x.set(x0);
-        await runBlockOver(arch, 0, w, x, seq, out);
+      // The chunked path as shears runs it, each pass twice on one profiled session (the second counted).
+      const passes = [
+        ['full pass', async () => {
+          x.set(x0);
+          await runBlockOver(arch, 0, w, x, seq, out);
+        }],
+        ['statistics pass', () => runBlockOver(arch, 0, w, x0, seq, null, () => undefined)],
+      ] as const;
+      for (const [name, pass] of passes) {
+        await releaseBlockSessions();
+        startProfiling(join(dir, `ort-${name.split(' ')[0]}`));
+        for (let p = 0; p < 2; p++) await pass();
+        const sum = summarizeProfiles(await stopProfiling(), 2);
+        const kernels = sum.byOp.reduce((a, o) => a + o.seconds, 0);
+        console.log(`\nprofiled ${name}: ${fixed(sum.ortRunSeconds, 3)} s in onnxruntime over ${sum.runs} runs, ${fixed(kernels, 3)} s of it in kernels`);
+        for (const o of sum.byOp.slice(0, 10)) console.log(`  ${o.op.padEnd(30)} ${fixed(o.seconds, 3).padStart(8)} s  ${pct(o.share).padStart(6)}`);
       }
-      const sum = summarizeProfiles(await stopProfiling(), 2);
-      console.log(`\nprofiled full pass: ${fixed(sum.ortRunSeconds, 3)} s in onnxruntime over ${sum.runs} runs`);
-      for (const o of sum.byOp.slice(0, 10)) console.log(`  ${o.op.padEnd(30)} ${fixed(o.seconds, 3).padStart(8)} s  ${pct(o.share).padStart(6)}`);
     }
     ckpt.close();
   } finally {

@@ -19,7 +19,7 @@ import { nmHoldsWithTail } from './pattern-check.js';
 import type { FiniteGuard } from '../run/finite.js';
 import { ShearsError, usageError } from '../errors.js';
 import { refineLayer, type RefineReport } from './refine.js';
-import { blockOutlierRatio, owlSparsities, type OwlReport, type OwlSettings } from './owl.js';
+import { blockOutlierRatio, OutlierTally, owlSparsities, type OwlLayer, type OwlReport, type OwlSettings } from './owl.js';
 import { DEFAULT_DAMP } from './sparsegpt.js';
 
 export { METHODS, type Method } from './methods.js';
@@ -202,15 +202,51 @@ async function owlPass(arch: Architecture, src: TensorSource, windows: Windows, 
 async function owlBlock(arch: Architecture, src: TensorSource, b: number, x: Float32Array, seq: number, m: number, hooks: DriverHooks): Promise<number> {
   collectGarbage();
   hooks.onProgress?.({ block: b, blocks: arch.spec.numLayers, stage: 'OWL outlier ratios on the dense model' });
-  const w = loadWeights(src, arch.blockTensors(b));
-  const all = arch.linears(b);
-  const stats = new Map<string, LayerInput>(all.map((l) => [l.input, new LayerInput(l.cols, { columnNorms: true, gram: false, keepGram: false })]));
-  await runBlockOver(arch, b, w, x, seq, x, async (inputs, n) => {
-    for (const [id, acc] of stats) await acc.add(inputs[id], inputs[id].length / acc.cols, n);
-  });
+  const norms = (ls: LinearLayer[]) => new Map<string, LayerInput>(ls.map((l) => [l.input, new LayerInput(l.cols, { columnNorms: true, gram: false, keepGram: false })]));
+  // An MoE expert's input holds only its routed tokens, from the windows that routed any (`sequences`).
+  const collect = (stats: Map<string, LayerInput>): InputsHook => async (inputs, n, sequences) => {
+    for (const [id, acc] of stats) await acc.add(inputs[id], inputs[id].length / acc.cols, sequences?.[id] ?? n);
+  };
+  const finish = async (stats: Map<string, LayerInput>) => {
+    for (const acc of stats.values()) await acc.finish();
+  };
+  const owlLayer = (l: LinearLayer, w: Weights, stats: Map<string, LayerInput>): OwlLayer => ({ weight: { data: linearView(l, layerData(l, w)), rows: l.rows, cols: l.cols }, colSq: stats.get(l.input)!.columnNorms() });
+  const routed = arch.routed;
+  if (!routed || routed.count(b) === 0) {
+    const w = loadWeights(src, arch.blockTensors(b));
+    const all = arch.linears(b);
+    const stats = norms(all);
+    await runBlockOver(arch, b, w, x, seq, x, collect(stats));
+    await releaseBlockSessions();
+    await finish(stats);
+    return blockOutlierRatio(all.map((l) => owlLayer(l, w, stats)), m);
+  }
+  // MoE: the shared part, then one expert at a time; the experts are read again for the second pass of
+  // the tally (the threshold needs every score first). The same order as blockOutlierRatio on the whole block.
+  const w = loadWeights(src, routed.sharedTensors(b));
+  const shared = arch.linears(b).filter((l) => l.expert === undefined);
+  const stats = norms(shared);
+  const pass = await runSharedOver(arch, routed, b, w, x, seq, x, collect(stats), true);
+  await finish(stats);
+  const tally = new OutlierTally();
+  for (const l of shared) tally.add(owlLayer(l, w, stats));
+  const expertStats: Map<string, LayerInput>[] = [];
+  for (let e = 0; e < routed.count(b); e++) {
+    const ex = loadExpert(src, routed.expertLayers(b, e));
+    const es = norms(ex.layers);
+    await runExpertOver(routed, b, e, ex, pass, arch.spec.hiddenSize, seq, x, collect(es));
+    await finish(es);
+    for (const l of ex.layers) tally.add(owlLayer(l, ex.w, es));
+    expertStats.push(es);
+  }
   await releaseBlockSessions();
-  for (const acc of stats.values()) await acc.finish();
-  return blockOutlierRatio(all.map((l) => ({ weight: { data: linearView(l, w.get(l.tensor)!), rows: l.rows, cols: l.cols }, colSq: stats.get(l.input)!.columnNorms() })), m);
+  const threshold = tally.threshold(m);
+  for (const l of shared) tally.countAbove(owlLayer(l, w, stats), threshold);
+  for (let e = 0; e < routed.count(b); e++) {
+    const ex = loadExpert(src, routed.expertLayers(b, e));
+    for (const l of ex.layers) tally.countAbove(owlLayer(l, ex.w, expertStats[e]), threshold);
+  }
+  return tally.ratio();
 }
 
 /** Block b: statistics, pruning (stage by stage with --true-sequential), then the pruned re-run that feeds block b+1. */

@@ -227,6 +227,22 @@ describe('a BF16 Llama 3 checkpoint read from disk', () => {
 });
 
 describe('partial rotary factors', () => {
+  it('default tables: cos/sin of p·theta^(-2i/R), halves repeated, within float32 angle rounding', () => {
+    const S = 64, R = 16, theta = 10000;
+    const { cos, sin } = readRope(new ConfigReader({ rope_theta: theta }, 'config.json'), { headDim: R, defaultTheta: 1, maxPositions: S }).tables(S);
+    let err = 0;
+    for (let p = 0; p < S; p++)
+      for (let i = 0; i < R / 2; i++) {
+        const a = p * Math.pow(theta, (-2 * i) / R);
+        expect(cos[p * R + i]).toBe(cos[p * R + R / 2 + i]);
+        expect(sin[p * R + i]).toBe(sin[p * R + R / 2 + i]);
+        err = Math.max(err, Math.abs(cos[p * R + i] - Math.cos(a)), Math.abs(sin[p * R + i] - Math.sin(a)));
+      }
+    // Angles up to 63 rad carry float32 rounding of ~63·2^-24 ≈ 4e-6 (HF computes them in float32 too).
+    expect(err).toBeLessThanOrEqual(1e-5);
+    expect(err).toBeGreaterThan(0);
+  });
+
   const c = (config: Record<string, unknown>) => new ConfigReader(config, 'config.json');
   it.each([
     ['top level (transformers 4), yarn', { partial_rotary_factor: 0.5, rope_scaling: { rope_type: 'yarn', factor: 2 } }, 8],
@@ -285,6 +301,11 @@ describe('refusals name config.json and the field', () => {
     [{ ...v4, rope_scaling: { rope_type: 'dynamic', factor: 0.5 } }, 'models/x/config.json: rope_scaling.factor must be a number ≥ 1, got 0.5'],
     [{ ...v4, original_max_position_embeddings: 8, rope_scaling: { type: 'longrope', short_factor: [1, 2], long_factor: LONG } }, 'models/x/config.json: rope_scaling.short_factor must be a list of 4 positive numbers (rotary dims / 2), got [1,2]'],
     [{ ...v4, rope_scaling: 'yarn' }, 'models/x/config.json: rope_scaling must be an object, got "yarn"'],
+    [
+      { model_type: 'gemma3_text', head_dim: 16, rope_parameters: { full_attention: { rope_type: 'default', rope_theta: 1e6 }, sliding_attention: { rope_type: 'default', rope_theta: 1e4, partial_rotary_factor: 0.5 } } },
+      'models/x/config.json: rope_parameters.sliding_attention.partial_rotary_factor gives 8 rotary dims of 16; gemma3_text rotates the whole head',
+    ],
+    [{ ...v4, model_type: 'qwen3_moe', num_experts: 4, num_experts_per_tok: 2, head_dim: 16, partial_rotary_factor: 0.5 }, 'models/x/config.json: partial_rotary_factor gives 8 rotary dims of 16; qwen3_moe rotates the whole head'],
   ])('%#', (config, message) => {
     expect(fail(config)).toBe(message);
   });
