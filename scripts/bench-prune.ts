@@ -5,12 +5,14 @@
  * SparseGPT's pruning time, and they are not projected.
  *
  *   npx tsx scripts/bench-prune.ts [--nsamples 128] [--seqlen 512] [--methods wanda,sparsegpt,alps,wanda+refine]
- *        [--model DIR] [--no-sweep] [--json out/bench-prune.json] [--efficiency-only]
+ *        [--model DIR] [--no-sweep] [--json out/bench-prune.json] [--efficiency-only] [--whole-attention]
  *
  * 0. Efficiency (prune-efficiency.ts): 2 blocks of the synthetic ~100M Llama (16 × 512 tokens) and of a
  *    TinyLlama-1.1B-shaped one (2 × 2048 tokens) pruned in this process by Wanda and SparseGPT: FLOPs of each
  *    phase, achieved GFLOP/s, the raw matmul rate at the same shapes in the same run, their ratio, and
  *    projected wall times for TinyLlama-1.1B and Llama-2-7B at 128 × 2048. `--efficiency-only` stops there.
+ *    `--whole-attention` runs it with attention over whole S × S scores (query chunks off: the path before
+ *    ops.attentionChunks), for a before/after on the same machine.
  *
  * 1. Each method runs as `node bin/shears.js prune … --json` in a child process: wall time per stage from
  *    the report (forward, statistics, pruning), its maxRSS, and the process tree's CPU time and peak RSS
@@ -26,6 +28,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openModel } from '../src/model.js';
+import { setChunkScoreBytes } from '../src/arch/ops.js';
 import { windowsPerCall } from '../src/run/blocks.js';
 import { accumulateGram, choleskyInverseUpper } from '../src/engine/linalg.js';
 import { sparsegptPrune } from '../src/prune/sparsegpt.js';
@@ -267,7 +270,9 @@ async function main(): Promise<Record<string, unknown>> {
 
 /** Section 0: per-phase FLOPs and rates against the same run's raw matmul rate, and the projections. */
 async function efficiencySection(ms: Method[]): Promise<Record<string, unknown>> {
-  console.log('\nefficiency (in-process driver, unstructured 50 %; FLOPs as the engine computes them):');
+  // Before/after: the whole-matrix attention that long windows used before query chunks.
+  if (args.includes('--whole-attention')) setChunkScoreBytes(Infinity);
+  console.log(`\nefficiency (in-process driver, unstructured 50 %; attention ${args.includes('--whole-attention') ? 'over whole S × S scores (--whole-attention)' : 'in query chunks at long windows'}; FLOPs: linears as computed, attention as causal attention needs it):`);
   const small = await measureShape(SHAPE_100M, 2, 16, 512, ms);
   printShape(small);
   const tiny = await measureShape(SHAPE_TINYLLAMA, 2, 2, 2048, ms);

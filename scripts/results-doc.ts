@@ -72,7 +72,7 @@ const fmtKiB = (b: number): string => (b / 1024).toFixed(1);
 const fmtS = (s: number): string => s.toFixed(1);
 const fmtX = (r: number): string => (r >= 1e5 ? r.toExponential(2).replace('e+', 'e') : r >= 100 ? r.toFixed(0) : r.toFixed(2));
 
-const METHOD_ORDER = ['magnitude', 'random', 'wanda', 'sparsegpt'];
+const METHOD_ORDER = ['magnitude', 'random', 'wanda', 'sparsegpt', 'alps'];
 
 /** The fields of the pruned model's config.json the text quotes. */
 interface ModelShape {
@@ -315,6 +315,8 @@ function discussion(L: Loaded, c: Comparison | null, models: KnownModel[]): stri
         'which come from different text (TinyStories vs WikiText-2), tokenizers (512 vs 32,000 tokens) and window lengths.',
     );
   }
+  const newer = newerMethods(L);
+  if (newer) out.push('', newer);
   const opt = (id: string): number | undefined => {
     const w = models.find((m) => m.id === id)?.perplexity.wikitext2;
     return w?.dense && w['sparsegpt-50%'] ? w['sparsegpt-50%'].perplexity / w.dense.perplexity : undefined;
@@ -356,6 +358,28 @@ function discussion(L: Loaded, c: Comparison | null, models: KnownModel[]): stri
     );
   }
   return out.join('\n');
+}
+
+/**
+ * Issue 12's claims, read from the grid: ALPS against SparseGPT, OWL against uniform sparsity, and --refine
+ * against the method alone, each where both runs exist. Empty when the grid has none of them.
+ */
+function newerMethods(L: Loaded): string {
+  const ppl = (meth: string, p: string): number | undefined => find(L, meth, p)?.ev.perplexity;
+  const pairs = (a: string, b: string, ps: string[]): string[] =>
+    ps.flatMap((p) => {
+      const [x, y] = [ppl(a, p), ppl(b, p)];
+      return x === undefined || y === undefined ? [] : [`${p} ${fmtPpl(x)} vs ${fmtPpl(y)}${x < y ? '' : ' (not better)'}`];
+    });
+  const all = patterns(L);
+  const lines: string[] = [];
+  const alps = pairs('alps', 'sparsegpt', all);
+  if (alps.length) lines.push(`- ALPS against SparseGPT (same calibration): ${alps.join('; ')}.`);
+  const owl = [...pairs('sparsegpt+owl', 'sparsegpt', all).map((x) => `SparseGPT ${x}`), ...pairs('wanda+owl', 'wanda', all).map((x) => `Wanda ${x}`), ...pairs('alps+owl', 'alps', all).map((x) => `ALPS ${x}`)];
+  if (owl.length) lines.push(`- With --owl against uniform sparsity: ${owl.join('; ')}.`);
+  const refine = [...pairs('wanda+refine', 'wanda', all).map((x) => `Wanda ${x}`), ...pairs('sparsegpt+refine', 'sparsegpt', all).map((x) => `SparseGPT ${x}`)];
+  if (refine.length) lines.push(`- With --refine against the method alone: ${refine.join('; ')}.`);
+  return lines.length ? ['**The newer methods** (perplexity, lower is better; the first figure is the newer one):', '', ...lines].join('\n') : '';
 }
 
 function commandsBlock(L: Loaded): string {
@@ -533,10 +557,9 @@ export function writeDocs(manifestPath: string, docsDir: string, readme: string 
     writeFileSync(join(docsDir, name), svg);
     files.push(join(docsDir, name));
   }
-  // Sections written by other scripts or by hand (structured: scripts/structured-results.ts; alps: the ALPS
-  // vs SparseGPT table measured with shears prune --eval) are kept across re-renders.
+  // Sections written by other scripts (structured: scripts/structured-results.ts) are kept across re-renders.
   const previous = existsSync(join(docsDir, 'results.md')) ? readFileSync(join(docsDir, 'results.md'), 'utf8') : '';
-  const kept = ['alps', 'structured'].map((k) => new RegExp(`<!-- ${k}:start -->[\\s\\S]*?<!-- ${k}:end -->`).exec(previous)?.[0]).filter((x) => x);
+  const kept = ['structured'].map((k) => new RegExp(`<!-- ${k}:start -->[\\s\\S]*?<!-- ${k}:end -->`).exec(previous)?.[0]).filter((x) => x);
   writeFileSync(join(docsDir, 'results.md'), renderResults(L) + kept.map((x) => `\n${x}\n`).join(''));
   files.push(join(docsDir, 'results.md'));
   let readmeUpdated = false;

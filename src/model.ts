@@ -21,6 +21,7 @@ export async function openModel(ref: string, command?: string): Promise<OpenMode
       has: (n) => ckpt.has(n),
       shape: (n) => ckpt.info(n).shape,
       readFloat32: (n) => ckpt.readFloat32(n),
+      readFloat32Range: (n, start, count) => ckpt.readFloat32Range(n, start, count),
     };
     checkTensorsAgainstConfig(arch, src, { dir: ckpt.dir, fileOf: (n) => ckpt.info(n).file });
     return { ckpt, arch, src };

@@ -50,6 +50,8 @@ export interface BlockLayout {
   /** Rotated dims of each head when the block uses RoPE; the tables come from the adapter's `rope`. */
   rotaryDim?: number;
   headDim: number;
+  /** Linear weights that are never pruned (MoE routers), [rows, cols] by module name: b.fixedLinear reads them. */
+  fixed?: { name: string; rows: number; cols: number }[];
 }
 
 /** Shorthand for a layout's linear layers: [name, rows, cols, input id, stage, bias]. */
@@ -119,6 +121,13 @@ export class BlockGraph {
     const t = this.layout.transposed ?? false;
     const w = this.weight(`${name}.weight`, t ? [l.cols, l.rows] : [l.rows, l.cols]);
     return linear(this.g, x, w, l.bias ? this.weight(`${name}.bias`, [l.rows]) : undefined, t);
+  }
+
+  /** x [T, cols] times the layout's fixed (never pruned) weight `name` → [T, rows]. */
+  fixedLinear(x: string, name: string): string {
+    const f = this.layout.fixed?.find((d) => d.name === name);
+    if (!f) throw new Error(`block layout has no fixed weight ${name}`);
+    return linear(this.g, x, this.weight(`${name}.weight`, [f.rows, f.cols]));
   }
 
   private gain(name: string): { w: string; b?: string } {

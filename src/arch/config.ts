@@ -129,42 +129,6 @@ export class ConfigReader {
   }
 }
 
-/** The RoPE settings shears supports: HF's "default" rope (no scaling). */
-export interface RopeConfig {
-  theta: number;
-  /** Fraction of each head that is rotated, when rope_parameters gives one (transformers 5). */
-  partialRotaryFactor?: number;
-}
-
-/**
- * rope_theta from `rope_parameters` (transformers 5) or the top level (4), `defaultTheta` when neither
- * has it. Any scaled rope (rope_scaling / rope_parameters with a rope_type other than "default") is refused.
- */
-export function readRope(c: ConfigReader, defaultTheta = 10000): RopeConfig {
-  const scaling = c.config.rope_scaling;
-  if (scaling !== undefined && scaling !== null) {
-    const type = (scaling as Json)?.rope_type ?? (scaling as Json)?.type;
-    if (type !== 'default') throw c.error('rope_scaling', `${show(scaling)} is not supported (only unscaled RoPE is)`);
-  }
-  const params = c.config.rope_parameters;
-  if (params !== undefined && params !== null) {
-    if (typeof params !== 'object' || Array.isArray(params)) throw c.error('rope_parameters', `must be an object, got ${show(params)}`);
-    const p = new ConfigReader(params as Json, c.path);
-    const type = p.str('rope_type', 'default');
-    if (type !== 'default') throw c.error('rope_parameters.rope_type', `${show(type)} is not supported (only "default" RoPE is)`);
-    const theta = p.has('rope_theta') ? positiveIn(p, 'rope_parameters.rope_theta', 'rope_theta') : c.positive('rope_theta', defaultTheta);
-    const partial = p.has('partial_rotary_factor') ? p.fraction('partial_rotary_factor', 1) : undefined;
-    return partial === undefined ? { theta } : { theta, partialRotaryFactor: partial };
-  }
-  return { theta: c.positive('rope_theta', defaultTheta) };
-}
-
-function positiveIn(p: ConfigReader, label: string, field: string): number {
-  const v = p.config[field];
-  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) throw p.error(label, `must be a positive number, got ${show(v)}`);
-  return v;
-}
-
 /** Attention head layout checked against the hidden size. */
 export interface HeadLayout {
   numHeads: number;

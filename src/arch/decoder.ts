@@ -63,6 +63,7 @@ export abstract class DecoderArchitecture extends HeadedArchitecture implements 
       out.push([`${d.name}.weight`, l.transposed ? [d.cols, d.rows] : [d.rows, d.cols]]);
       if (d.bias) out.push([`${d.name}.bias`, [d.rows]]);
     }
+    for (const f of l.fixed ?? []) out.push([`${f.name}.weight`, [f.rows, f.cols]]);
     return out;
   }
 
@@ -71,7 +72,15 @@ export abstract class DecoderArchitecture extends HeadedArchitecture implements 
     return this.localTensors(this.layout(i)).map(([n]) => `${p}${n}`);
   }
 
-  async runBlock(i: number, w: Weights, x: Float32Array, seq: number, capture: boolean, out?: Float32Array | null): Promise<BlockResult> {
+  runBlock(i: number, w: Weights, x: Float32Array, seq: number, capture: boolean, out?: Float32Array | null): Promise<BlockResult> {
+    return this.runBody(i, w, x, seq, capture, out);
+  }
+
+  /**
+   * runBlock, with the body values named in `always` (id → width: BlockOutputs.inputs the layout's linears
+   * do not read, e.g. an MoE block's router logits) among the result's inputs whether capturing or not.
+   */
+  protected async runBody(i: number, w: Weights, x: Float32Array, seq: number, capture: boolean, out?: Float32Array | null, always: Record<string, number> = {}): Promise<BlockResult> {
     const h = this.spec.hiddenSize;
     const tokens = tokensOf(x, h, seq);
     const p = this.p(i);
@@ -85,15 +94,19 @@ export abstract class DecoderArchitecture extends HeadedArchitecture implements 
     for (const [n, dims] of this.localTensors(l)) feeds[n] = weightFeed(w, `${p}${n}`, dims);
     const widths: Record<string, number> = {};
     for (const d of l.linears) widths[d.input] = d.cols;
+    // With `always`, the graph always has extra outputs: its capturing and plain variants are keyed here.
+    const extra = Object.keys(always).length > 0;
+    const outputs = extra ? { ...(capture ? widths : {}), ...always } : widths;
     // Long windows get a graph whose attention skips the masked half (a second session, keyed apart).
     const chunks = attentionChunks(this.spec.numHeads, seq);
+    const key = chunks > 1 ? `${l.key}|attn-chunks${chunks}` : l.key;
     return runBlockGraph({
-      key: chunks > 1 ? `${l.key}|attn-chunks${chunks}` : l.key,
+      key: extra ? `${key}|with-${Object.keys(always).join('-')}|${+capture}` : key,
       build: (cap) => {
         const b = new BlockGraph(`${this.spec.family}_block`, h, l, chunks);
         const o = this.body(b);
         const inputs: Record<string, readonly [string, number]> = {};
-        for (const [id, width] of Object.entries(widths)) {
+        for (const [id, width] of Object.entries(outputs)) {
           const value = o.inputs[id];
           if (value === undefined) throw new Error(`${this.spec.modelType} block body does not give input ${id}`);
           inputs[id] = [value, width];
@@ -103,8 +116,8 @@ export abstract class DecoderArchitecture extends HeadedArchitecture implements 
       feeds,
       tokens,
       hidden: h,
-      capture,
-      widths,
+      capture: capture || extra,
+      widths: outputs,
       out,
     });
   }

@@ -81,8 +81,7 @@ export function createGemma(config: Record<string, unknown>, configPath: string)
   const dtype = c.dtype();
   const v1 = modelType === 'gemma';
   const maxPositions = c.int('max_position_embeddings', d.maxPositions);
-  const ropeOf = modelType === 'gemma3_text' ? gemma3Rope(c, modelType, numLayers, heads.headDim, maxPositions) : constantRope(readRope(c, { headDim: heads.headDim, defaultTheta: d.theta, maxPositions }));
-  for (const i of new Set([0, numLayers - 1])) requireWholeHead(c, ropeOf(i), heads.headDim, modelType);
+  const ropeOf = modelType === 'gemma3_text' ? gemma3Rope(c, modelType, numLayers, heads.headDim, maxPositions) : constantRope(c, modelType, readRope(c, { headDim: heads.headDim, defaultTheta: d.theta, maxPositions }), heads.headDim);
   const opts: GemmaOptions = {
     eps: c.positive('rms_norm_eps', 1e-6),
     act,
@@ -151,7 +150,8 @@ function layerIsSliding(c: ConfigReader, modelType: GemmaType, layers: number): 
   return (i) => (i + 1) % pattern !== 0;
 }
 
-function constantRope(rope: Rope): (layer: number) => Rope {
+function constantRope(c: ConfigReader, modelType: GemmaType, rope: Rope, headDim: number): (layer: number) => Rope {
+  requireWholeHead(c, rope, headDim, modelType);
   return () => rope;
 }
 
@@ -169,6 +169,7 @@ function gemma3Rope(c: ConfigReader, modelType: GemmaType, layers: number, headD
   const local = perLayer
     ? readRope(c, { ...at, defaultTheta: 10000, layerType: 'sliding_attention' })
     : readRope(c, { ...at, defaultTheta: 10000, params: { label: 'rope_local_base_freq', fields: { rope_theta: c.positive('rope_local_base_freq', 10000) } } });
+  for (const r of [global, local]) requireWholeHead(c, r, headDim, modelType);
   return (i) => (sliding(i) ? local : global);
 }
 

@@ -20,8 +20,8 @@ type LlamaType = (typeof LLAMA_MODEL_TYPES)[number];
 /** max_position_embeddings when config.json leaves it out: each HF config class's default. */
 const DEFAULT_MAX_POSITIONS: Record<LlamaType, number> = { llama: 2048, mistral: 4096 * 32, qwen2: 32768, qwen3: 32768 };
 
-/** What differs between the four model types, all read from config.json. */
-interface LlamaOptions {
+/** What differs between the four model types, all read from config.json (and what the MoE families share). */
+export interface LlamaOptions {
   eps: number;
   rope: Rope;
   act: Activation;
@@ -102,15 +102,17 @@ function nonNegative(c: ConfigReader, field: string): number {
   return v;
 }
 
-class LlamaArchitecture extends DecoderArchitecture {
+/** Exported for the MoE families (moe.ts), whose blocks are Llama's with routed experts in place of the MLP. */
+export class LlamaArchitecture extends DecoderArchitecture {
   protected readonly head: HeadGraph;
   private readonly blockLayout: BlockLayout;
 
   constructor(
     readonly spec: ModelSpec,
-    private readonly o: LlamaOptions,
+    protected readonly lo: LlamaOptions,
   ) {
     super();
+    const o = lo;
     const s = spec;
     const { hiddenSize: h, intermediateSize: m, numHeads: H, numKvHeads: KV, headDim: D } = s;
     this.blockLayout = {
@@ -145,16 +147,16 @@ class LlamaArchitecture extends DecoderArchitecture {
     return `model.layers.${i}.`;
   }
 
-  protected layout(): BlockLayout {
+  protected layout(_i: number): BlockLayout {
     return this.blockLayout;
   }
 
   protected override window(i: number): number | undefined {
-    return this.o.windows(i);
+    return this.lo.windows(i);
   }
 
   protected override rope(_i: number, seq: number): { cos: Float32Array; sin: Float32Array } {
-    return this.o.rope.tables(seq);
+    return this.lo.rope.tables(seq);
   }
 
   embedTensors(): string[] {
@@ -169,23 +171,26 @@ class LlamaArchitecture extends DecoderArchitecture {
     return embedRows(w, 'model.embed_tokens.weight', this.spec.hiddenSize, ids, seq);
   }
 
-  protected body(b: BlockGraph): BlockOutputs {
+  /** The attention branch on the normed input a: q/k/v, per-head q/k norms (qwen3), RoPE, o_proj. */
+  protected attention(b: BlockGraph, a: string): Branch {
     const { numHeads: H, numKvHeads: KV, headDim: D } = this.spec;
-    const o = this.o;
-    const attention = (a: string): Branch => {
-      let q = b.heads(b.linear(a, 'self_attn.q_proj'), H);
-      let k = b.heads(b.linear(a, 'self_attn.k_proj'), KV);
-      const v = b.heads(b.linear(a, 'self_attn.v_proj'), KV);
-      if (o.qkNorm) {
-        q = b.rmsNorm(q, 'self_attn.q_norm', o.eps);
-        k = b.rmsNorm(k, 'self_attn.k_norm', o.eps);
-      }
-      const oIn = b.attention(b.rotary(q), b.rotary(k), v, { numHeads: H, numKvHeads: KV, headDim: D });
-      return { out: b.linear(oIn, 'self_attn.o_proj'), inputs: { o_in: oIn } };
-    };
+    const o = this.lo;
+    let q = b.heads(b.linear(a, 'self_attn.q_proj'), H);
+    let k = b.heads(b.linear(a, 'self_attn.k_proj'), KV);
+    const v = b.heads(b.linear(a, 'self_attn.v_proj'), KV);
+    if (o.qkNorm) {
+      q = b.rmsNorm(q, 'self_attn.q_norm', o.eps);
+      k = b.rmsNorm(k, 'self_attn.k_norm', o.eps);
+    }
+    const oIn = b.attention(b.rotary(q), b.rotary(k), v, { numHeads: H, numKvHeads: KV, headDim: D });
+    return { out: b.linear(oIn, 'self_attn.o_proj'), inputs: { o_in: oIn } };
+  }
+
+  protected body(b: BlockGraph): BlockOutputs {
+    const o = this.lo;
     return residualBlock(b, {
       norm1: (x) => b.rmsNorm(x, 'input_layernorm', o.eps),
-      attention,
+      attention: (a) => this.attention(b, a),
       norm2: (x) => b.rmsNorm(x, 'post_attention_layernorm', o.eps),
       mlp: (x) => gatedMlp(b, x, { gate: 'mlp.gate_proj', up: 'mlp.up_proj', down: 'mlp.down_proj', act: o.act, width: this.spec.intermediateSize }),
     });

@@ -12,7 +12,7 @@ import type { Architecture } from './types.js';
 export function createMixtral(config: Record<string, unknown>, configPath: string, tensors?: { has(name: string): boolean }): Architecture {
   const c = new ConfigReader(config, configPath);
   // MixtralConfig defaults: max_position_embeddings 4096·32, rms_norm_eps 1e-5, rope_theta 1e6.
-  const { spec, eps, ropeTheta, act } = readMoeSpec(c, { maxPositions: 4096 * 32, eps: 1e-5, theta: 1e6 });
+  const { spec, eps, rope, act } = readMoeSpec(c, { maxPositions: 4096 * 32, eps: 1e-5, theta: 1e6 });
   const window = c.has('sliding_window') ? c.int('sliding_window') : undefined;
   const experts = c.int('num_local_experts', 8);
   const topK = c.int('num_experts_per_tok', 2);
@@ -20,7 +20,7 @@ export function createMixtral(config: Record<string, unknown>, configPath: strin
   const layout = detectLayout(tensors, 0, 'w1w3w2');
   return new MoeArchitecture(spec, {
     eps,
-    ropeTheta,
+    rope,
     act,
     qkvBias: false,
     qkNorm: false,
@@ -30,7 +30,6 @@ export function createMixtral(config: Record<string, unknown>, configPath: strin
     normTopK: true,
     expertSize: spec.intermediateSize,
     sparse: () => true,
-    denseSize: spec.intermediateSize,
     moeModule: layout === 'fused' ? 'mlp' : 'block_sparse_moe',
     layout,
   });

@@ -5,10 +5,12 @@
  *         (renormalised to sum 1: always for mixtral, with norm_topk_prob for qwen)
  *   out = h + Σ_top-k p_e · down_e(act(gate_e(n)) · up_e(n))  [+ sigmoid(n·shared_gateᵀ) · shared_expert(n)]
  * (HF modeling_mixtral / modeling_qwen2_moe / modeling_qwen3_moe). The family files (mixtral.ts,
- * qwen2-moe.ts, qwen3-moe.ts) read config.json into MoeOptions; this file runs them.
+ * qwen-moe.ts) read config.json into MoeOptions; this file runs them on Llama's decoder (llama.ts): the
+ * attention half, the dense layers, embedding and head are Llama's, and only the MoE part is stated here.
  *
- * The block runs as two kinds of graph: the attention half with the router logits (and the dense shared
- * expert) over all tokens, then one small expert graph per routed expert over only the tokens sent to it,
+ * The block runs as two kinds of graph: the shared part (the attention half with the router logits and
+ * the dense shared expert, a decoder.ts block layout) over all tokens, then one small expert graph per
+ * routed expert over only the tokens sent to it (run/experts.ts streams them one at a time),
  * gathered and scattered back in JS (the top-k is data-dependent, and running every expert on every token
  * would cost num_experts/top_k times the work). Captured inputs are per expert: an expert's gate/up input
  * holds exactly its routed tokens, its down input act(gate)·up on those tokens, so its statistics come only
@@ -23,10 +25,13 @@
  */
 import { GraphBuilder } from '../engine/graph.js';
 import { tensor, type Feeds } from '../engine/session.js';
-import { ConfigReader, readHeads, readRope } from './config.js';
-import { ACTIVATIONS, activation, attentionInputs, causalAttention, causalMask, isActivation, linear, rmsNorm, rotary, ropeTables, splitHeads, type Activation } from './ops.js';
-import { HeadedArchitecture, finishBlock, embedRows, runBlockGraph, tokensOf, weightFeed, type HeadGraph } from './runtime.js';
-import type { Architecture, BlockResult, LinearLayer, ModelSpec, Weights } from './types.js';
+import { ConfigReader, readHeads } from './config.js';
+import { gatedMlp, linearDefs, type BlockGraph, type BlockLayout, type BlockOutputs } from './block-graph.js';
+import { LlamaArchitecture } from './llama.js';
+import { ACTIVATIONS, activation, isActivation, linear, type Activation } from './ops.js';
+import { readRope, requireWholeHead, type Rope } from './rope.js';
+import { finishBlock, runBlockGraph, weightFeed } from './runtime.js';
+import type { BlockResult, LinearLayer, ModelSpec, RoutedExperts, Routing, Weights } from './types.js';
 
 /** How a family names and stores its experts. */
 export type ExpertLayout =
@@ -39,7 +44,7 @@ export type ExpertLayout =
 
 export interface MoeOptions {
   eps: number;
-  ropeTheta: number;
+  rope: Rope;
   act: Activation;
   qkvBias: boolean;
   qkNorm: boolean;
@@ -51,9 +56,8 @@ export interface MoeOptions {
   normTopK: boolean;
   /** Intermediate width of each routed expert. */
   expertSize: number;
-  /** Whether layer i has the MoE block (else a dense gated MLP of width denseSize, Qwen's mlp_only_layers). */
+  /** Whether layer i has the MoE block (else Llama's gated MLP of intermediate_size, Qwen's mlp_only_layers). */
   sparse: (layer: number) => boolean;
-  denseSize: number;
   /** Qwen2-MoE's shared expert: intermediate width (it has a [1, hidden] sigmoid gate). */
   sharedSize?: number;
   /** Module holding router and experts: "block_sparse_moe" (Mixtral, transformers 4) or "mlp". */
@@ -64,12 +68,6 @@ export interface MoeOptions {
 /** Which layout a checkpoint uses: fused when block `layer`'s gate_up_proj exists. */
 export function detectLayout(tensors: { has(name: string): boolean } | undefined, layer: number, perExpert: ExpertLayout): ExpertLayout {
   return tensors?.has(`model.layers.${layer}.mlp.experts.gate_up_proj`) ? 'fused' : perExpert;
-}
-
-/** Top-k routing of T tokens over E experts: expert ids and float32 weights, [T, k] each. */
-export interface Routing {
-  experts: Int32Array;
-  weights: Float32Array;
 }
 
 /**
@@ -96,51 +94,65 @@ export function route(logits: Float32Array, E: number, k: number, normalize: boo
       weights[t * k + j] = normalize ? p[order[j]] / top : p[order[j]];
     }
   }
-  return { experts, weights };
+  return { experts, weights, k };
 }
 
-export class MoeArchitecture extends HeadedArchitecture implements Architecture {
-  protected readonly head: HeadGraph;
-  private readonly key: string;
+/**
+ * Llama's decoder (llama.ts: attention, norms, embedding, head; also every dense layer) with routed experts
+ * in place of the MLP of sparse layers. A sparse layer's block graph is its shared part: attention, then
+ * on n = RMSNorm(h) the router logits and (qwen2_moe) the shared expert; the experts run apart.
+ */
+export class MoeArchitecture extends LlamaArchitecture implements RoutedExperts {
+  readonly routed: RoutedExperts = this;
+  private readonly sparseLayout: BlockLayout;
 
   constructor(
-    readonly spec: ModelSpec,
+    spec: ModelSpec,
     private readonly o: MoeOptions,
   ) {
-    super();
-    const s = spec;
-    this.key = `moe|h${s.hiddenSize}|H${s.numHeads}|kv${s.numKvHeads}|d${s.headDim}|eps${o.eps}|${o.act}|b${+o.qkvBias}|qk${+o.qkNorm}|E${o.experts}|sh${o.sharedSize ?? 0}`;
-    this.head = {
-      key: `llama-head|h${s.hiddenSize}|v${s.vocabSize}|eps${o.eps}`,
-      hidden: s.hiddenSize,
-      vocab: s.vocabSize,
-      headWeight: s.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight',
-      final: (g, x) => rmsNorm(g, x, g.input('norm_w', 'float32', [s.hiddenSize]), o.eps),
-      finalFeeds: (w) => ({ norm_w: weightFeed(w, 'model.norm.weight', [s.hiddenSize]) }),
+    super(spec, { eps: o.eps, rope: o.rope, act: o.act, qkvBias: o.qkvBias, oBias: false, mlpBias: false, qkNorm: o.qkNorm, windows: o.windows });
+    const dense = super.layout(0);
+    const { hiddenSize: h } = spec;
+    const { experts: E, sharedSize: S, moeModule: mod } = o;
+    this.sparseLayout = {
+      ...dense,
+      key: `${dense.key}|moe-E${E}|shared${S ?? 0}`,
+      linears: [
+        ...dense.linears.filter((l) => l.name.startsWith('self_attn.')),
+        ...(S
+          ? linearDefs([
+              [`${mod}.shared_expert.gate_proj`, S, h, 'mlp_in', 2, false],
+              [`${mod}.shared_expert.up_proj`, S, h, 'mlp_in', 2, false],
+              [`${mod}.shared_expert.down_proj`, h, S, 'shared_down_in', 3, false],
+            ])
+          : []),
+      ],
+      fixed: [{ name: `${mod}.gate`, rows: E, cols: h }, ...(S ? [{ name: `${mod}.shared_expert_gate`, rows: 1, cols: h }] : [])],
     };
   }
 
-  private p(i: number): string {
-    if (!Number.isInteger(i) || i < 0 || i >= this.spec.numLayers) throw new Error(`block ${i} is outside 0..${this.spec.numLayers - 1}`);
-    return `model.layers.${i}.`;
+  protected override layout(i: number): BlockLayout {
+    return this.o.sparse(i) ? this.sparseLayout : super.layout(i);
   }
 
-  private attentionLayers(p: string): LinearLayer[] {
-    const { hiddenSize: h, numHeads, numKvHeads, headDim } = this.spec;
-    const l = (name: string, rows: number, cols: number, input: string, stage: number): LinearLayer => ({ name, tensor: `${p}${name}.weight`, rows, cols, transposed: false, input, stage });
-    return [
-      l('self_attn.q_proj', numHeads * headDim, h, 'attn_in', 0),
-      l('self_attn.k_proj', numKvHeads * headDim, h, 'attn_in', 0),
-      l('self_attn.v_proj', numKvHeads * headDim, h, 'attn_in', 0),
-      l('self_attn.o_proj', h, numHeads * headDim, 'o_in', 1),
-    ];
-  }
-
-  /** Gate, up and down of a gated MLP named `<module>.gate_proj` etc. (dense layers, shared expert). */
-  private mlpLayers(p: string, module: string, width: number, input: string, downInput: string): LinearLayer[] {
-    const h = this.spec.hiddenSize;
-    const l = (name: string, rows: number, cols: number, inp: string, stage: number): LinearLayer => ({ name: `${module}.${name}`, tensor: `${p}${module}.${name}.weight`, rows, cols, transposed: false, input: inp, stage });
-    return [l('gate_proj', width, h, input, 2), l('up_proj', width, h, input, 2), l('down_proj', h, width, downInput, 3)];
+  /**
+   * A sparse layer's shared part: out = h (+ sigmoid(n·shared_gateᵀ) · shared_expert(n)), with the experts'
+   * input n (as mlp_in) and the router logits as outputs. The routed experts are added to out one by one, so the sum is
+   * (h + shared) + Σ p·expert rather than HF's h + (Σ p·expert + shared): the same up to float32 rounding.
+   */
+  protected override body(b: BlockGraph): BlockOutputs {
+    if (b.layout !== this.sparseLayout) return super.body(b);
+    const { eps, act, sharedSize: S, moeModule: mod } = this.o;
+    const a = b.rmsNorm(b.x, 'input_layernorm', eps);
+    const attn = this.attention(b, a);
+    const h = b.add(b.x, attn.out);
+    const n = b.rmsNorm(h, 'post_attention_layernorm', eps);
+    // mlp_in: the routed experts' input (and the shared expert's, whose statistic it is).
+    const inputs = { attn_in: a, ...attn.inputs, mlp_in: n, router_logits: b.fixedLinear(n, `${mod}.gate`) };
+    if (!S) return { out: h, inputs };
+    const shared = gatedMlp(b, n, { gate: `${mod}.shared_expert.gate_proj`, up: `${mod}.shared_expert.up_proj`, down: `${mod}.shared_expert.down_proj`, act, width: S });
+    const gate = b.g.op('Sigmoid', [b.fixedLinear(n, `${mod}.shared_expert_gate`)]);
+    return { out: b.add(h, b.g.op('Mul', [gate, shared.out])), inputs: { ...inputs, shared_down_in: shared.inputs.down_in } };
   }
 
   /** Routed expert e of block i: [gate, up, down], each with its own input statistic. */
@@ -169,94 +181,61 @@ export class MoeArchitecture extends HeadedArchitecture implements Architecture 
     return [l(g, m, h, input, 2), l(u, m, h, input, 2), l(d, h, m, down, 3)];
   }
 
-  linears(i: number): LinearLayer[] {
-    const p = this.p(i);
-    const out = this.attentionLayers(p);
-    if (!this.o.sparse(i)) return [...out, ...this.mlpLayers(p, 'mlp', this.o.denseSize, 'mlp_in', 'down_in')];
-    for (let e = 0; e < this.o.experts; e++) out.push(...this.expertLayers(i, e));
-    if (this.o.sharedSize) out.push(...this.mlpLayers(p, `${this.o.moeModule}.shared_expert`, this.o.sharedSize, 'mlp_in', 'shared_down_in'));
-    return out;
+  private allExpertLayers(i: number): LinearLayer[] {
+    return Array.from({ length: this.count(i) }, (_, e) => this.expertLayers(i, e)).flat();
   }
 
-  private router(i: number): string {
-    return `${this.p(i)}${this.o.moeModule}.gate.weight`;
+  override linears(i: number): LinearLayer[] {
+    return [...super.linears(i), ...this.allExpertLayers(i)];
   }
 
-  private sharedGate(i: number): string {
-    return `${this.p(i)}${this.o.moeModule}.shared_expert_gate.weight`;
+  override blockTensors(i: number): string[] {
+    return [...new Set([...super.blockTensors(i), ...this.allExpertLayers(i).map((l) => l.tensor)])];
   }
 
-  blockTensors(i: number): string[] {
-    const p = this.p(i);
-    const names = [`${p}input_layernorm.weight`, `${p}post_attention_layernorm.weight`];
-    if (this.o.qkNorm) names.push(`${p}self_attn.q_norm.weight`, `${p}self_attn.k_norm.weight`);
-    if (this.o.qkvBias) for (const n of ['q', 'k', 'v']) names.push(`${p}self_attn.${n}_proj.bias`);
-    if (this.o.sparse(i)) {
-      names.push(this.router(i));
-      if (this.o.sharedSize) names.push(this.sharedGate(i));
+  count(i: number): number {
+    return this.o.sparse(i) ? this.o.experts : 0;
+  }
+
+  sharedTensors(i: number): string[] {
+    return super.blockTensors(i);
+  }
+
+  /** `out` null (a statistics pass) is treated as absent: the experts need the block's routing either way. */
+  override async runBlock(i: number, w: Weights, x: Float32Array, seq: number, capture: boolean, outOrNull?: Float32Array | null): Promise<BlockResult> {
+    if (!this.o.sparse(i)) return super.runBlock(i, w, x, seq, capture, outOrNull);
+    // Every expert loaded: the shared part, then the experts in order, as run/experts.ts streams them.
+    const h = this.spec.hiddenSize;
+    const { experts: E, expertSize: m } = this.o;
+    const half = await this.runShared(i, w, x, seq, capture, outOrNull ?? undefined);
+    const { inputs, routing } = half;
+    const sequences: Record<string, number> = {};
+    const byExpert = routedTokens(routing, E);
+    for (let e = 0; e < E; e++) {
+      const { tokens: tok } = byExpert[e];
+      if (capture) {
+        sequences[`expert${e}`] = sequences[`expert${e}.down`] = new Set(Array.from(tok, (t) => Math.floor(t / seq))).size;
+        inputs[`expert${e}`] = new Float32Array(tok.length * h);
+        inputs[`expert${e}.down`] = new Float32Array(tok.length * m);
+      }
+      if (tok.length === 0) continue; // as HF: an expert no token chose is not run
+      const xe = pickRows(half.moeIn, h, tok, capture ? inputs[`expert${e}`] : undefined);
+      const y = await this.runExpert(i, e, w, this.expertLayers(i, e), xe, capture);
+      if (capture) inputs[`expert${e}.down`].set(y.downIn!);
+      addWeighted(half.out, y.y, h, byExpert[e], routing);
     }
-    names.push(...this.linears(i).map((l) => l.tensor));
-    return [...new Set(names)];
+    return capture ? { out: half.out, inputs, sequences } : { out: half.out, inputs };
   }
 
-  embedTensors(): string[] {
-    return ['model.embed_tokens.weight'];
-  }
-
-  headTensors(): string[] {
-    return ['model.norm.weight', this.head.headWeight];
-  }
-
-  async embed(w: Weights, ids: Int32Array, seq: number): Promise<Float32Array> {
-    return embedRows(w, 'model.embed_tokens.weight', this.spec.hiddenSize, ids, seq);
-  }
-
-  /**
-   * The attention half, then either the dense MLP (out = the block output) or, for an MoE layer, the router
-   * logits and the shared expert's gated output as extra outputs (out = h, the residual after attention).
-   */
-  private build(sparse: boolean, capture: boolean) {
-    const { hiddenSize: h, numHeads: H, numKvHeads: KV, headDim: D } = this.spec;
+  /** `moeIn` is a scratch buffer that the next runShared call of the block's shape overwrites. */
+  async runShared(i: number, w: Weights, x: Float32Array, seq: number, capture: boolean, out?: Float32Array): Promise<BlockResult & { moeIn: Float32Array; routing: Routing }> {
     const o = this.o;
-    const g = new GraphBuilder('moe_block');
-    const x = g.input('x', 'float32', ['tokens', h]);
-    const att = attentionInputs(g, D);
-    const weight = (name: string, dims: number[]) => g.input(name, 'float32', dims);
-    const lin = (input: string, name: string, rows: number, cols: number, bias = false) => linear(g, input, weight(`${name}.w`, [rows, cols]), bias ? weight(`${name}.b`, [rows]) : undefined);
-    const mlp = (input: string, name: string, width: number) => {
-      const downIn = g.op('Mul', [activation(g, lin(input, `${name}gate`, width, h), o.act), lin(input, `${name}up`, width, h)]);
-      return { downIn, y: lin(downIn, `${name}down`, h, width) };
-    };
-
-    const attnIn = rmsNorm(g, x, weight('ln1', [h]), o.eps);
-    let q = splitHeads(g, lin(attnIn, 'q', H * D, h, o.qkvBias), att.seq, H, D);
-    let k = splitHeads(g, lin(attnIn, 'k', KV * D, h, o.qkvBias), att.seq, KV, D);
-    const v = splitHeads(g, lin(attnIn, 'v', KV * D, h, o.qkvBias), att.seq, KV, D);
-    if (o.qkNorm) {
-      q = rmsNorm(g, q, weight('q_norm', [D]), o.eps);
-      k = rmsNorm(g, k, weight('k_norm', [D]), o.eps);
-    }
-    q = rotary(g, q, att.cos!, att.sin!, D, D);
-    k = rotary(g, k, att.cos!, att.sin!, D, D);
-    const oIn = causalAttention(g, q, k, v, att, { numHeads: H, numKvHeads: KV, headDim: D });
-    const hMid = g.op('Add', [x, lin(oIn, 'o', h, H * D)]);
-    const mlpIn = rmsNorm(g, hMid, weight('ln2', [h]), o.eps);
-    const captured: Record<string, readonly [string, number]> = capture ? { attn_in: [attnIn, h], o_in: [oIn, H * D] } : {};
-    if (!sparse) {
-      const m = mlp(mlpIn, '', o.denseSize);
-      const out = g.op('Add', [hMid, m.y]);
-      if (capture) Object.assign(captured, { mlp_in: [mlpIn, h], down_in: [m.downIn, o.denseSize] });
-      return finishBlock(g, x, out, h, capture, captured);
-    }
-    captured.moe_in = [mlpIn, h];
-    captured.router_logits = [lin(mlpIn, 'router', o.experts, h), o.experts];
-    if (o.sharedSize) {
-      const m = mlp(mlpIn, 'shared_', o.sharedSize);
-      const gate = g.op('Sigmoid', [lin(mlpIn, 'shared_expert_gate', 1, h)]);
-      captured.shared_out = [g.op('Mul', [gate, m.y]), h];
-      if (capture) captured.shared_down_in = [m.downIn, o.sharedSize];
-    }
-    return finishBlock(g, x, hMid, h, true, captured);
+    if (!o.sparse(i)) throw new Error(`block ${i} has no routed experts`);
+    const r = await this.runBody(i, w, x, seq, capture, out, { mlp_in: this.spec.hiddenSize, router_logits: o.experts });
+    const { router_logits: logits, ...inputs } = r.inputs;
+    const moeIn = inputs.mlp_in;
+    if (!capture || !o.sharedSize) delete inputs.mlp_in; // a statistic only of the shared expert
+    return { out: r.out, inputs, moeIn, routing: route(logits, o.experts, o.topK, o.normTopK) };
   }
 
   /** One routed expert over its tokens: y = down(act(gate(x)) · up(x)); down_in captured on request. */
@@ -271,114 +250,43 @@ export class MoeArchitecture extends HeadedArchitecture implements Architecture 
     return finishBlock(g, x, y, h, capture, { down_in: [downIn, m] });
   }
 
-  /** `out` null (a statistics pass) is treated as absent: the experts need the block's routing either way. */
-  async runBlock(i: number, w: Weights, x: Float32Array, seq: number, capture: boolean, outOrNull?: Float32Array | null): Promise<BlockResult> {
-    const out = outOrNull ?? undefined;
-    const { hiddenSize: h, numHeads: H, headDim: D } = this.spec;
-    const o = this.o;
-    const tokens = tokensOf(x, h, seq);
-    const p = this.p(i);
-    const sparse = o.sparse(i);
-    const rope = ropeTables(seq, D, o.ropeTheta);
-    const feeds: Feeds = {
-      x: tensor(x, [tokens, h]),
-      mask: tensor(causalMask(seq, o.windows(i)), [seq, seq]),
-      cos: tensor(rope.cos, [seq, D]),
-      sin: tensor(rope.sin, [seq, D]),
-      ln1: weightFeed(w, `${p}input_layernorm.weight`, [h]),
-      ln2: weightFeed(w, `${p}post_attention_layernorm.weight`, [h]),
-    };
-    if (o.qkNorm) {
-      feeds.q_norm = weightFeed(w, `${p}self_attn.q_norm.weight`, [D]);
-      feeds.k_norm = weightFeed(w, `${p}self_attn.k_norm.weight`, [D]);
-    }
-    const [q, k, v, oProj] = this.attentionLayers(p);
-    for (const [short, l] of [['q', q], ['k', k], ['v', v], ['o', oProj]] as const) feeds[`${short}.w`] = weightFeed(w, l.tensor, [l.rows, l.cols]);
-    if (o.qkvBias) for (const [short, l] of [['q', q], ['k', k], ['v', v]] as const) feeds[`${short}.b`] = weightFeed(w, `${p}${l.name}.bias`, [l.rows]);
-    const widths: Record<string, number> = { attn_in: h, o_in: H * D };
-    if (!sparse) {
-      const [gate, up, down] = this.mlpLayers(p, 'mlp', o.denseSize, 'mlp_in', 'down_in');
-      for (const [short, l] of [['gate', gate], ['up', up], ['down', down]] as const) feeds[`${short}.w`] = weightFeed(w, l.tensor, [l.rows, l.cols]);
-      Object.assign(widths, { mlp_in: h, down_in: o.denseSize });
-      return runBlockGraph({ key: `${this.key}|dense|m${o.denseSize}`, build: (cap) => this.build(false, cap), feeds, tokens, hidden: h, capture, widths, out });
-    }
-
-    feeds['router.w'] = weightFeed(w, this.router(i), [o.experts, h]);
-    Object.assign(widths, { moe_in: h, router_logits: o.experts });
-    if (o.sharedSize) {
-      const [gate, up, down] = this.mlpLayers(p, `${o.moeModule}.shared_expert`, o.sharedSize, 'mlp_in', 'shared_down_in');
-      for (const [short, l] of [['shared_gate', gate], ['shared_up', up], ['shared_down', down]] as const) feeds[`${short}.w`] = weightFeed(w, l.tensor, [l.rows, l.cols]);
-      feeds['shared_expert_gate.w'] = weightFeed(w, this.sharedGate(i), [1, h]);
-      Object.assign(widths, { shared_out: h, shared_down_in: o.sharedSize });
-    }
-    const half = await runBlockGraph({
-      key: `${this.key}|moe${+capture}`,
-      build: () => this.build(true, capture),
-      feeds,
-      tokens,
-      hidden: h,
-      capture: true,
-      widths,
-      out,
-    });
-    const result = half.out; // h (the residual after attention), completed in place below
-    const inputs: Record<string, Float32Array> = {};
-    const sequences: Record<string, number> = {};
-    if (capture) {
-      inputs.attn_in = half.inputs.attn_in;
-      inputs.o_in = half.inputs.o_in;
-      if (o.sharedSize) {
-        inputs.mlp_in = half.inputs.moe_in;
-        inputs.shared_down_in = half.inputs.shared_down_in;
-      }
-    }
-    const moe = await this.experts(i, w, half.inputs.moe_in, half.inputs.router_logits, seq, capture, inputs, sequences);
-    const shared = o.sharedSize ? half.inputs.shared_out : undefined;
-    for (let t = 0; t < result.length; t++) result[t] += shared ? moe[t] + shared[t] : moe[t];
-    return capture ? { out: result, inputs, sequences } : { out: result, inputs };
-  }
-
-  /**
-   * Σ_top-k p_e · expert_e(n) for n [T, h] (float32, accumulated expert by expert as HF's index_add_).
-   * With capture, fills inputs[expert<e>] (its routed rows of n) and inputs[expert<e>.down], and the
-   * windows that routed any token to it.
-   */
-  private async experts(i: number, w: Weights, n: Float32Array, logits: Float32Array, seq: number, capture: boolean, inputs: Record<string, Float32Array>, sequences: Record<string, number>): Promise<Float32Array> {
+  async runExpert(_i: number, _e: number, w: Weights, layers: LinearLayer[], xe: Float32Array, capture: boolean): Promise<{ y: Float32Array; downIn?: Float32Array }> {
     const { hiddenSize: h } = this.spec;
-    const { experts: E, topK: K, expertSize: m } = this.o;
-    const T = n.length / h;
-    const r = route(logits, E, K, this.o.normTopK);
-    const sum = new Float32Array(T * h);
-    const rows: number[][] = Array.from({ length: E }, () => []);
-    const slots: number[][] = Array.from({ length: E }, () => []);
-    for (let t = 0; t < T; t++) {
-      for (let j = 0; j < K; j++) {
-        rows[r.experts[t * K + j]].push(t);
-        slots[r.experts[t * K + j]].push(t * K + j);
-      }
-    }
-    for (let e = 0; e < E; e++) {
-      const tok = rows[e];
-      if (capture) {
-        sequences[`expert${e}`] = sequences[`expert${e}.down`] = new Set(tok.map((t) => Math.floor(t / seq))).size;
-        inputs[`expert${e}`] = new Float32Array(tok.length * h);
-        inputs[`expert${e}.down`] = new Float32Array(tok.length * m);
-      }
-      if (tok.length === 0) continue; // as HF: an expert no token chose is not run
-      const xe = capture ? inputs[`expert${e}`] : new Float32Array(tok.length * h);
-      for (let k = 0; k < tok.length; k++) xe.set(n.subarray(tok[k] * h, (tok[k] + 1) * h), k * h);
-      const [gate, up, down] = this.expertLayers(i, e);
-      const feeds: Feeds = { x: tensor(xe, [tok.length, h]) };
-      for (const [short, l] of [['gate', gate], ['up', up], ['down', down]] as const) feeds[`${short}.w`] = partFeed(w, l);
-      const y = await runBlockGraph({ key: `moe-expert|h${h}|m${m}|${this.o.act}`, build: (cap) => this.buildExpert(cap), feeds, tokens: tok.length, hidden: h, capture, widths: { down_in: m } });
-      if (capture) inputs[`expert${e}.down`].set(y.inputs.down_in);
-      for (let k = 0; k < tok.length; k++) {
-        const wt = r.weights[slots[e][k]];
-        const o = tok[k] * h;
-        for (let c = 0; c < h; c++) sum[o + c] += y.out[k * h + c] * wt;
-      }
-    }
-    return sum;
+    const m = this.o.expertSize;
+    const [gate, up, down] = layers;
+    const feeds: Feeds = { x: tensor(xe, [xe.length / h, h]) };
+    for (const [short, l] of [['gate', gate], ['up', up], ['down', down]] as const) feeds[`${short}.w`] = partFeed(w, l);
+    const r = await runBlockGraph({ key: `moe-expert|h${h}|m${m}|${this.o.act}`, build: (cap) => this.buildExpert(cap), feeds, tokens: xe.length / h, hidden: h, capture, widths: { down_in: m } });
+    return capture ? { y: r.out, downIn: r.inputs.down_in } : { y: r.out };
+  }
+}
+
+/** The tokens routed to each expert (ascending) and the routing slot (t·k + j) of each. */
+export function routedTokens(r: Routing, E: number): { tokens: Int32Array; slots: Int32Array }[] {
+  const n = new Int32Array(E);
+  for (const e of r.experts) n[e]++;
+  const out = Array.from(n, (c) => ({ tokens: new Int32Array(c), slots: new Int32Array(c) }));
+  const fill = new Int32Array(E);
+  for (let s = 0; s < r.experts.length; s++) {
+    const e = r.experts[s];
+    out[e].tokens[fill[e]] = Math.floor(s / r.k);
+    out[e].slots[fill[e]++] = s;
+  }
+  return out;
+}
+
+/** Rows `tokens` of x [T, h] → [tokens.length, h] (into `dst` when given). */
+export function pickRows(x: Float32Array, h: number, tokens: Int32Array, dst: Float32Array = new Float32Array(tokens.length * h)): Float32Array {
+  for (let k = 0; k < tokens.length; k++) dst.set(x.subarray(tokens[k] * h, (tokens[k] + 1) * h), k * h);
+  return dst;
+}
+
+/** out[t] += p_slot · y[k] for the k-th routed token t of an expert (float32, as HF's index_add_). */
+export function addWeighted(out: Float32Array, y: Float32Array, h: number, routed: { tokens: Int32Array; slots: Int32Array }, r: Routing): void {
+  for (let k = 0; k < routed.tokens.length; k++) {
+    const wt = r.weights[routed.slots[k]];
+    const o = routed.tokens[k] * h;
+    for (let c = 0; c < h; c++) out[o + c] += Math.fround(y[k * h + c] * wt);
   }
 }
 
@@ -394,7 +302,7 @@ function partFeed(w: Weights, l: LinearLayer) {
 export function readMoeSpec(
   c: ConfigReader,
   defaults: { maxPositions: number; eps: number; theta: number },
-): { spec: ModelSpec; eps: number; ropeTheta: number; act: Activation } {
+): { spec: ModelSpec; eps: number; rope: Rope; act: Activation } {
   const hiddenSize = c.int('hidden_size');
   const act = c.str('hidden_act', 'silu');
   if (!isActivation(act)) throw c.error('hidden_act', `"${act}" is not supported (supported: ${ACTIVATIONS.join(', ')})`);
@@ -412,7 +320,9 @@ export function readMoeSpec(
     eosTokenId: c.tokenId('eos_token_id'),
     dtype: c.dtype(),
   };
-  return { spec, eps: c.positive('rms_norm_eps', defaults.eps), ropeTheta: readRope(c, defaults.theta).theta, act };
+  const rope = readRope(c, { headDim: spec.headDim, defaultTheta: defaults.theta, maxPositions: spec.maxPositions });
+  requireWholeHead(c, rope, spec.headDim, spec.modelType);
+  return { spec, eps: c.positive('rms_norm_eps', defaults.eps), rope, act };
 }
 
 /** Qwen's layer choice: MoE unless listed in mlp_only_layers, on every decoder_sparse_step-th layer. */

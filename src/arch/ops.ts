@@ -90,7 +90,7 @@ export interface AttentionInputs {
   mask: string;
   /** int64 [1] = S, read from the mask's shape (for reshapes). */
   seq: string;
-  /** float32 [S, rotaryDim] (HF layout: the half-table repeated twice); feed `ropeTables(...)`. Absent without RoPE. */
+  /** float32 [S, rotaryDim] (HF layout: the half-table repeated twice); feed a Rope's `tables(S)` (rope.ts). Absent without RoPE. */
   cos?: string;
   sin?: string;
   /** Query chunks of `causalAttention` in this graph (1: the whole S × S at once); see `attentionChunks`. */
@@ -239,7 +239,6 @@ export function causalAttention(g: GraphBuilder, q: string, k: string, v: string
 // ---- Feeds for the inputs declared by attentionInputs (computed in JS, cached per shape) ----
 
 const masks = new Map<string, Float32Array>();
-const ropes = new Map<string, { cos: Float32Array; sin: Float32Array }>();
 const alibis = new Map<string, Float32Array>();
 
 /**
@@ -256,40 +255,6 @@ export function causalMask(seq: number, slidingWindow?: number): Float32Array {
     masks.set(key, m);
   }
   return m;
-}
-
-/**
- * RoPE tables cos/sin [S, rotaryDim] for positions 0..S-1, HF "default" rope: the half-table
- * angle[p][i] = p · theta^(-2i/rotaryDim), i < rotaryDim/2, repeated twice along the row.
- * The inverse frequencies and angles are rounded to float32 step by step exactly as HF computes them
- * (in float32, no autocast), since at position ~2000 the float32 angle already differs from the exact one
- * by ~1e-4 rad and the model was trained with HF's; cos/sin of that angle are then taken in float64.
- * Cached; do not modify.
- */
-export function ropeTables(seq: number, rotaryDim: number, theta: number): { cos: Float32Array; sin: Float32Array } {
-  const key = `${seq}:${rotaryDim}:${theta}`;
-  let t = ropes.get(key);
-  if (!t) {
-    const half = rotaryDim / 2;
-    const f = Math.fround;
-    const invFreq = Array.from({ length: half }, (_, i) => f(1 / f(Math.pow(theta, f((2 * i) / rotaryDim)))));
-    const cos = new Float32Array(seq * rotaryDim);
-    const sin = new Float32Array(seq * rotaryDim);
-    for (let p = 0; p < seq; p++) {
-      for (let i = 0; i < half; i++) {
-        const angle = f(p * invFreq[i]);
-        const c = Math.cos(angle);
-        const s = Math.sin(angle);
-        cos[p * rotaryDim + i] = c;
-        cos[p * rotaryDim + half + i] = c;
-        sin[p * rotaryDim + i] = s;
-        sin[p * rotaryDim + half + i] = s;
-      }
-    }
-    t = { cos, sin };
-    ropes.set(key, t);
-  }
-  return t;
 }
 
 /**

@@ -1,6 +1,6 @@
 /**
  * Phi-3 and Phi-4 (`phi3`: microsoft/Phi-3-*, Phi-3.5-mini, Phi-4, Phi-4-mini; HF Phi3ForCausalLM). The Llama
- * block with two fused projections, HF semantics (modeling_phi3.py):
+ * block (llama.ts: embedding, RMSNorms, head) with two fused projections, HF semantics (modeling_phi3.py):
  *   qkv = qkv_proj(n1)            [T, (H + 2·KV)·D], columns q | k | v (q: the first H·D, then k, then v)
  *   h   = x + o_proj(attn(rope(q), rope(k), v))                     n1 = RMSNorm(x)
  *   g|u = gate_up_proj(n2)        [T, 2·I], columns gate | up (HF's chunk(2): gate first)
@@ -14,23 +14,16 @@
  * whenever config.sliding_window is not null).
  * The fused matrices are pruned as stored: all their rows read the same input, so one statistic (Gram
  * matrix, column norms) serves the whole matrix, and the output keeps qkv_proj / gate_up_proj as HF has them.
- * Structured removal of channels or heads would have to cut matching rows out of each part of a fused
- * matrix; src/structured refuses --channels and --heads for this family.
+ * Structured removal: --channels cuts channel j's row from both parts of gate_up_proj (src/structured/block.ts
+ * treats an MLP input with k·intermediate rows as k stacked parts) and writes intermediate_size; --heads is
+ * refused, since a head's rows sit in the q part and, for whole KV groups, in the k and v parts of qkv_proj.
  */
 import { ConfigReader, readHeads } from './config.js';
 import { gatedMlp, linearDefs, normDefs, residualBlock, type BlockGraph, type BlockLayout, type BlockOutputs, type Branch } from './block-graph.js';
-import { DecoderArchitecture } from './decoder.js';
-import { isActivation, rmsNorm, ACTIVATIONS, type Activation } from './ops.js';
-import { readRope, type Rope } from './rope.js';
-import { embedRows, weightFeed, type HeadGraph } from './runtime.js';
-import type { Architecture, ModelSpec, Weights } from './types.js';
-
-interface Phi3Options {
-  eps: number;
-  act: Activation;
-  rope: Rope;
-  window?: number;
-}
+import { LlamaArchitecture, type LlamaOptions } from './llama.js';
+import { isActivation, ACTIVATIONS } from './ops.js';
+import { readRope } from './rope.js';
+import type { Architecture, ModelSpec } from './types.js';
 
 /** Missing keys take Phi3Config's defaults (the Phi-3-mini-4k shape). */
 export function createPhi3(config: Record<string, unknown>, configPath: string): Architecture {
@@ -64,12 +57,8 @@ export function createPhi3(config: Record<string, unknown>, configPath: string):
     eosTokenId: c.has('eos_token_id') ? c.tokenId('eos_token_id') : 32000,
     dtype: c.dtype(),
   };
-  return new Phi3Architecture(spec, {
-    eps: c.positive('rms_norm_eps', 1e-5),
-    act,
-    rope,
-    window: c.has('sliding_window') ? c.int('sliding_window') : undefined,
-  });
+  const window = c.has('sliding_window') ? c.int('sliding_window') : undefined;
+  return new Phi3Architecture(spec, { eps: c.positive('rms_norm_eps', 1e-5), act, rope, qkvBias: false, oBias: false, mlpBias: false, qkNorm: false, windows: () => window });
 }
 
 /** config with Phi3Config's renaming applied: rope type "su" or "yarn" (either config style) is "longrope". */
@@ -84,18 +73,14 @@ function withLongropeNames(config: Record<string, unknown>): Record<string, unkn
   return scaling === config.rope_scaling && params === config.rope_parameters ? config : { ...config, rope_scaling: scaling, rope_parameters: params };
 }
 
-class Phi3Architecture extends DecoderArchitecture {
-  protected readonly head: HeadGraph;
-  private readonly blockLayout: BlockLayout;
+/** Llama's decoder (embedding, head, windows, RoPE) with the fused layout, attention and MLP. */
+class Phi3Architecture extends LlamaArchitecture {
+  private readonly phi3Layout: BlockLayout;
 
-  constructor(
-    readonly spec: ModelSpec,
-    private readonly o: Phi3Options,
-  ) {
-    super();
-    const s = spec;
-    const { hiddenSize: h, intermediateSize: m, numHeads: H, numKvHeads: KV, headDim: D } = s;
-    this.blockLayout = {
+  constructor(spec: ModelSpec, o: LlamaOptions) {
+    super(spec, o);
+    const { hiddenSize: h, intermediateSize: m, numHeads: H, numKvHeads: KV, headDim: D } = spec;
+    this.phi3Layout = {
       key: `phi3|h${h}|i${m}|H${H}|kv${KV}|d${D}|r${o.rope.rotaryDim}|eps${o.eps}|${o.act}`,
       headDim: D,
       rotaryDim: o.rope.rotaryDim,
@@ -107,57 +92,26 @@ class Phi3Architecture extends DecoderArchitecture {
         ['mlp.down_proj', h, m, 'down_in', 3, false],
       ]),
     };
-    this.head = {
-      key: `phi3-head|h${h}|v${s.vocabSize}|eps${o.eps}`,
-      hidden: h,
-      vocab: s.vocabSize,
-      headWeight: s.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight',
-      final: (g, x) => rmsNorm(g, x, g.input('norm_w', 'float32', [h]), o.eps),
-      finalFeeds: (w) => ({ norm_w: weightFeed(w, 'model.norm.weight', [h]) }),
-    };
   }
 
-  protected blockPrefix(i: number): string {
-    return `model.layers.${i}.`;
+  protected override layout(): BlockLayout {
+    return this.phi3Layout;
   }
 
-  protected layout(): BlockLayout {
-    return this.blockLayout;
+  protected override attention(b: BlockGraph, a: string): Branch {
+    const { numHeads: H, numKvHeads: KV, headDim: D } = this.spec;
+    const [q, k, v] = b.splitColumns(b.linear(a, 'self_attn.qkv_proj'), [H * D, KV * D, KV * D]);
+    const oIn = b.attention(b.rotary(b.heads(q, H)), b.rotary(b.heads(k, KV)), b.heads(v, KV), { numHeads: H, numKvHeads: KV, headDim: D });
+    return { out: b.linear(oIn, 'self_attn.o_proj'), inputs: { o_in: oIn } };
   }
 
-  protected override window(): number | undefined {
-    return this.o.window;
-  }
-
-  protected override rope(_i: number, seq: number): { cos: Float32Array; sin: Float32Array } {
-    return this.o.rope.tables(seq);
-  }
-
-  embedTensors(): string[] {
-    return ['model.embed_tokens.weight'];
-  }
-
-  headTensors(): string[] {
-    return ['model.norm.weight', this.head.headWeight];
-  }
-
-  async embed(w: Weights, ids: Int32Array, seq: number): Promise<Float32Array> {
-    return embedRows(w, 'model.embed_tokens.weight', this.spec.hiddenSize, ids, seq);
-  }
-
-  protected body(b: BlockGraph): BlockOutputs {
-    const { numHeads: H, numKvHeads: KV, headDim: D, intermediateSize: m } = this.spec;
-    const o = this.o;
-    const attention = (a: string): Branch => {
-      const [q, k, v] = b.splitColumns(b.linear(a, 'self_attn.qkv_proj'), [H * D, KV * D, KV * D]);
-      const oIn = b.attention(b.rotary(b.heads(q, H)), b.rotary(b.heads(k, KV)), b.heads(v, KV), { numHeads: H, numKvHeads: KV, headDim: D });
-      return { out: b.linear(oIn, 'self_attn.o_proj'), inputs: { o_in: oIn } };
-    };
+  protected override body(b: BlockGraph): BlockOutputs {
+    const o = this.lo;
     return residualBlock(b, {
       norm1: (x) => b.rmsNorm(x, 'input_layernorm', o.eps),
-      attention,
+      attention: (a) => this.attention(b, a),
       norm2: (x) => b.rmsNorm(x, 'post_attention_layernorm', o.eps),
-      mlp: (x) => gatedMlp(b, x, { gateUp: 'mlp.gate_up_proj', down: 'mlp.down_proj', act: o.act, width: m }),
+      mlp: (x) => gatedMlp(b, x, { gateUp: 'mlp.gate_up_proj', down: 'mlp.down_proj', act: o.act, width: this.spec.intermediateSize }),
     });
   }
 }

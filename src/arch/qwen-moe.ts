@@ -16,7 +16,7 @@ export function createQwenMoe(config: Record<string, unknown>, configPath: strin
   const type = c.str('model_type');
   if (type !== 'qwen2_moe' && type !== 'qwen3_moe') throw c.error('model_type', `"${type}" is not a Qwen MoE model`);
   const v2 = type === 'qwen2_moe';
-  const { spec, eps, ropeTheta, act } = readMoeSpec(c, { maxPositions: 32768, eps: 1e-6, theta: 10000 });
+  const { spec, eps, rope, act } = readMoeSpec(c, { maxPositions: 32768, eps: 1e-6, theta: 10000 });
   const experts = c.int('num_experts', v2 ? 60 : 128);
   const topK = c.int('num_experts_per_tok', v2 ? 4 : 8);
   if (topK > experts) throw c.error('num_experts_per_tok', `(${topK}) exceeds num_experts (${experts})`);
@@ -27,7 +27,7 @@ export function createQwenMoe(config: Record<string, unknown>, configPath: strin
   const layout = detectLayout(tensors, first, 'proj');
   return new MoeArchitecture(spec, {
     eps,
-    ropeTheta,
+    rope,
     act,
     qkvBias: v2 && c.bool('qkv_bias', true),
     qkNorm: !v2,
@@ -37,7 +37,6 @@ export function createQwenMoe(config: Record<string, unknown>, configPath: strin
     normTopK: c.bool('norm_topk_prob', false),
     expertSize: c.int('moe_intermediate_size', v2 ? 1408 : 768),
     sparse,
-    denseSize: spec.intermediateSize,
     sharedSize: v2 ? c.int('shared_expert_intermediate_size', 5632) : undefined,
     moeModule: 'mlp',
     layout,

@@ -11,8 +11,10 @@
  *    `partial_rotary_factor`, `original_max_position_embeddings`); Gemma 3 writes one such object per layer
  *    type ({full_attention: {...}, sliding_attention: {...}}), picked with `layerType`.
  * The two versions differ in two places, and each style is computed as the version that writes it does:
- *  - yarn: transformers 4 replaces `factor` by max_position_embeddings / original_max_position_embeddings
- *    when rope_scaling gives the latter; transformers 5 keeps the explicit `factor` (the ratio only when absent);
+ *  - yarn: transformers 4 (its releases since DeepSeek-V3 support; earlier ones ignored
+ *    original_max_position_embeddings here) replaces `factor` by max_position_embeddings /
+ *    original_max_position_embeddings when rope_scaling gives the latter; transformers 5 keeps the explicit
+ *    `factor` (the ratio only when absent);
  *  - longrope: transformers 4 takes original_max_position_embeddings from the top level only (else
  *    max_position_embeddings) and then always uses that ratio as the factor; transformers 5 reads it from the top
  *    level first, then rope_parameters, and keeps an explicit `factor`.
@@ -50,8 +52,12 @@ export interface RopeTables {
 /** A model's (or one layer type's) RoPE: the rotated dims per head and the tables for any window length. */
 export interface Rope {
   readonly type: RopeType;
+  /** rope_theta: the base of the (unscaled) frequencies. */
+  readonly theta: number;
   /** Rotated dims of each head: int(head_dim · partial_rotary_factor). */
   readonly rotaryDim: number;
+  /** The config field that set rotaryDim (for messages), e.g. "partial_rotary_factor" or "rotary_pct". */
+  readonly rotaryField: string;
   /** The factor cos and sin are multiplied by (yarn, longrope; 1 otherwise). */
   readonly attentionScaling: number;
   /** cos/sin [seq, rotaryDim] for positions 0..seq-1, HF layout (half-table repeated twice). Cached; do not modify. */
@@ -108,7 +114,8 @@ export function readRope(c: ConfigReader, o: RopeOptions): Rope {
   const type = rawType as RopeType;
 
   const theta = positive('rope_theta') ?? c.positive('rope_theta', o.defaultTheta);
-  const rotaryDim = readRotaryDim(c, o, fields, label);
+  const { dim: rotaryDim, field: rotaryField } = readRotaryDim(c, o, fields, label);
+  const at: RopeFacts = { type, theta, rotaryDim, rotaryField };
   const half = rotaryDim / 2;
   const maxPos = o.maxPositions;
   const f = Math.fround;
@@ -119,18 +126,18 @@ export function readRope(c: ConfigReader, o: RopeOptions): Rope {
 
   switch (type) {
     case 'default':
-      return fixed(type, rotaryDim, defaultInv(theta), 1);
+      return fixed(at, () => defaultInv(theta), 1);
     case 'linear': {
       const factor = required('factor', num('factor', (v) => v >= 1, 'a number ≥ 1'));
-      return fixed(type, rotaryDim, defaultInv(theta).map((v) => f(v / f(factor))), 1);
+      return fixed(at, () => defaultInv(theta).map((v) => f(v / f(factor))), 1);
     }
     case 'dynamic': {
       const factor = required('factor', num('factor', (v) => v >= 1, 'a number ≥ 1'));
-      const short = defaultInv(theta);
+      const short = once(() => defaultInv(theta));
       const d = rotaryDim;
       // The base grows only for windows past max_position_embeddings, in float32 tensor arithmetic.
-      const invFor = (seq: number) => (seq <= maxPos ? short : defaultInv(f(theta * f(Math.pow(f(f(f(f(factor) * seq) / maxPos) - f(factor - 1)), d / (d - 2))))));
-      return new CachedRope(type, rotaryDim, 1, invFor);
+      const invFor = (seq: number) => (seq <= maxPos ? short() : defaultInv(f(theta * f(Math.pow(f(f(f(f(factor) * seq) / maxPos) - f(factor - 1)), d / (d - 2))))));
+      return new CachedRope(at, 1, invFor);
     }
     case 'llama3': {
       const factor = required('factor', positive('factor'));
@@ -138,7 +145,7 @@ export function readRope(c: ConfigReader, o: RopeOptions): Rope {
       const high = required('high_freq_factor', positive('high_freq_factor'));
       const old = required('original_max_position_embeddings', legacy ? ownOriginal : (topOriginal ?? ownOriginal ?? maxPos));
       if (!(high > low)) throw err('high_freq_factor', `(${high}) must be greater than low_freq_factor (${low})`);
-      return fixed(type, rotaryDim, llama3Inv(defaultInv(theta), factor, low, high, old), 1);
+      return fixed(at, () => llama3Inv(defaultInv(theta), factor, low, high, old), 1);
     }
     case 'yarn': {
       let factor = num('factor', (v) => v > 0, 'a positive number');
@@ -158,7 +165,7 @@ export function readRope(c: ConfigReader, o: RopeOptions): Rope {
       const betaFast = num('beta_fast', () => true, 'a number') || 32;
       const betaSlow = num('beta_slow', () => true, 'a number') || 1;
       const truncate = p.bool('truncate', true);
-      return fixed(type, rotaryDim, yarnInv(theta, rotaryDim, factor, betaFast, betaSlow, original, truncate), attention);
+      return fixed(at, () => yarnInv(theta, rotaryDim, factor, betaFast, betaSlow, original, truncate), attention);
     }
     case 'longrope': {
       let factor = num('factor', (v) => v > 0, 'a positive number');
@@ -182,7 +189,7 @@ export function readRope(c: ConfigReader, o: RopeOptions): Rope {
       };
       const short = inv('short_factor');
       const long = inv('long_factor');
-      return new CachedRope(type, rotaryDim, attention, (seq) => (seq > original ? long : short));
+      return new CachedRope(at, attention, (seq) => (seq > original ? long : short));
     }
   }
 }
@@ -192,7 +199,7 @@ export function readRope(c: ConfigReader, o: RopeOptions): Rope {
  * rotary factor would not run in HF, so it is refused rather than guessed.
  */
 export function requireWholeHead(c: ConfigReader, rope: Rope, headDim: number, modelType: string): void {
-  if (rope.rotaryDim !== headDim) throw c.error('partial_rotary_factor', `gives ${rope.rotaryDim} rotary dims of ${headDim}; ${modelType} rotates the whole head`);
+  if (rope.rotaryDim !== headDim) throw c.error(rope.rotaryField, `gives ${rope.rotaryDim} rotary dims of ${headDim}; ${modelType} rotates the whole head`);
 }
 
 /**
@@ -226,7 +233,7 @@ function isObject(v: unknown): v is Json {
 }
 
 /** int(head_dim · partial_rotary_factor): the family's own fraction, else the top level, else the rope fields. */
-function readRotaryDim(c: ConfigReader, o: RopeOptions, fields: Json, label: string): number {
+function readRotaryDim(c: ConfigReader, o: RopeOptions, fields: Json, label: string): { dim: number; field: string } {
   let factor = o.defaultPartialRotary ?? 1;
   let field = 'partial_rotary_factor';
   if (o.partialRotary) ({ value: factor, field } = o.partialRotary);
@@ -238,7 +245,7 @@ function readRotaryDim(c: ConfigReader, o: RopeOptions, fields: Json, label: str
   // HF truncates the float product: dim = int(head_dim * partial_rotary_factor).
   const dim = Math.floor(o.headDim * factor);
   if (dim < 2 || dim % 2 !== 0) throw c.error(field, `(${factor}) gives ${dim} rotary dims of the head's ${o.headDim}; an even number ≥ 2 is required`);
-  return dim;
+  return { dim, field };
 }
 
 /** Llama 3.1's frequency-dependent scaling, step by step in float32 as HF's tensors compute it. */
@@ -275,19 +282,35 @@ function yarnInv(theta: number, dim: number, factor: number, betaFast: number, b
   });
 }
 
-function fixed(type: RopeType, rotaryDim: number, inv: Float32Array, attention: number): Rope {
-  return new CachedRope(type, rotaryDim, attention, () => inv);
+/**
+ * A rope whose frequencies do not depend on the window. They are computed at the first `tables` call, not when
+ * config.json is read: a config whose head_dim is absurd is refused by the weight-shape check first.
+ */
+function fixed(at: RopeFacts, inv: () => Float32Array, attention: number): Rope {
+  return new CachedRope(at, attention, once(inv));
 }
+
+function once<T>(make: () => T): () => T {
+  let v: T | undefined;
+  return () => (v ??= make());
+}
+
+type RopeFacts = Pick<Rope, 'type' | 'theta' | 'rotaryDim' | 'rotaryField'>;
 
 class CachedRope implements Rope {
   private readonly cache = new Map<number, RopeTables>();
+  readonly type: RopeType;
+  readonly theta: number;
+  readonly rotaryDim: number;
+  readonly rotaryField: string;
   constructor(
-    readonly type: RopeType,
-    readonly rotaryDim: number,
+    at: RopeFacts,
     readonly attentionScaling: number,
     /** The inverse frequencies [rotaryDim/2] for a window of seq tokens. */
     private readonly invFor: (seq: number) => Float32Array,
-  ) {}
+  ) {
+    ({ type: this.type, theta: this.theta, rotaryDim: this.rotaryDim, rotaryField: this.rotaryField } = at);
+  }
 
   tables(seq: number): RopeTables {
     let t = this.cache.get(seq);
@@ -303,7 +326,7 @@ class CachedRope implements Rope {
  * cos/sin [seq, 2·inv.length] of the float32 angles p·inv[i] (HF's float32 matmul of positions and inverse
  * frequencies), the half-table repeated twice; times `scale` in float32 when it is not 1.
  */
-export function ropeTablesFrom(inv: Float32Array, seq: number, scale = 1): RopeTables {
+function ropeTablesFrom(inv: Float32Array, seq: number, scale = 1): RopeTables {
   const f = Math.fround;
   const half = inv.length;
   const R = 2 * half;

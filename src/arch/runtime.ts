@@ -297,8 +297,3 @@ export function embedRows(w: Weights, name: string, width: number, ids: Int32Arr
 export function checkSeq(seq: number, maxPositions: number, field: string): void {
   if (seq > maxPositions) throw usageError(`windows of ${seq} tokens are longer than the model's ${field} (${maxPositions})`);
 }
-
-/** A block's linear layers from rows of [name, out, in, input id, stage]; tensors are `<prefix><name>.weight`. */
-export function linearLayers(prefix: string, transposed: boolean, rows: [string, number, number, string, number][]): LinearLayer[] {
-  return rows.map(([name, out, inp, input, stage]) => ({ name, tensor: `${prefix}${name}.weight`, rows: out, cols: inp, transposed, input, stage }));
-}

@@ -36,6 +36,8 @@ export interface TensorSource {
   shape(name: string): number[];
   /** The tensor converted to float32, in its stored layout. */
   readFloat32(name: string): Float32Array;
+  /** Elements [start, start + count) of the tensor (stored order) as float32, reading only those. */
+  readFloat32Range(name: string, start: number, count: number): Float32Array;
 }
 
 /** Tensors keyed by full checkpoint name, float32, stored layout. */
@@ -108,4 +110,38 @@ export interface Architecture {
    * computed inside the graph so that [tokens, vocab] logits never reach JS. targets[t] < 0 = ignored (0 written).
    */
   nll(w: Weights, x: Float32Array, seq: number, targets: Int32Array): Promise<Float32Array>;
+  /** Mixture-of-Experts families: their blocks in parts, so that routed experts are loaded one at a time. */
+  readonly routed?: RoutedExperts;
+}
+
+/** Top-k routing of T tokens: expert ids and float32 weights, [T, k] each. */
+export interface Routing {
+  experts: Int32Array;
+  weights: Float32Array;
+  k: number;
+}
+
+/**
+ * A block with routed experts, run as its shared part (attention, norms, router, shared expert) over every
+ * token and then one routed expert at a time over the tokens sent to it (run/experts.ts, prune/driver.ts).
+ * runBlock(i, ...) is the same computation with every expert loaded.
+ */
+export interface RoutedExperts {
+  /** Routed experts of block i (0: a dense block, run whole). */
+  count(i: number): number;
+  /** Tensors of block i apart from its routed experts' (what stays loaded while experts stream). */
+  sharedTensors(i: number): string[];
+  /** Routed expert e of block i: [gate, up, down] (parts of the fused 3-D tensors in that layout). */
+  expertLayers(i: number, e: number): LinearLayer[];
+  /**
+   * Block i without its routed experts on x (windows of `seq`): `out` = the residual after attention plus
+   * the shared expert (the routed experts' weighted outputs are added to it, expert by expert), `moeIn`
+   * [tokens, hidden] the experts' input, `routing` from the router. Captures the shared layers' inputs.
+   */
+  runShared(i: number, w: Weights, x: Float32Array, seq: number, capture: boolean, out?: Float32Array): Promise<BlockResult & { moeIn: Float32Array; routing: Routing }>;
+  /**
+   * Expert e of block i on its tokens xe [n, hidden] → y [n, hidden]; `w` holds its layers' tensors (as
+   * `layers` address them); with capture also its down input [n, expert width].
+   */
+  runExpert(i: number, e: number, w: Weights, layers: LinearLayer[], xe: Float32Array, capture: boolean): Promise<{ y: Float32Array; downIn?: Float32Array }>;
 }

@@ -5,7 +5,7 @@
  */
 import type { Architecture, TensorSource } from '../arch/types.js';
 import { usageError } from '../errors.js';
-import { loadWeights, runBlockOver } from '../run/blocks.js';
+import { loadWeights, runBlockInPlace } from '../run/blocks.js';
 import type { FiniteGuard } from '../run/finite.js';
 
 export interface PerplexityResult {
@@ -52,7 +52,7 @@ export async function perplexity(arch: Architecture, src: TensorSource, stream: 
     const ids = usable.subarray(first * seqlen, (first + count) * seqlen);
     const x = await arch.embed(embedW, ids, seqlen);
     for (let i = 0; i < L; i++) {
-      await runBlockOver(arch, i, loadWeights(src, arch.blockTensors(i)), x, seqlen, x);
+      await runBlockInPlace(arch, i, src, x, seqlen);
       opts.finite?.check(`block ${i}: its output on the evaluation windows`, x, 'the activations overflow float32 in this block');
       opts.onProgress?.({ block: i + 1, blocks: L, group: g + 1, groups });
     }

@@ -142,7 +142,7 @@ export function writeFormat(ckpt: Checkpoint, outDir: string, opts: WriteFormatO
         if (!parts) throw new ShearsError(`weight "${name}" encoded differently on the second pass`);
         for (const p of parts) writer.write(p.name, p.data);
       } else {
-        writer.write(name, ckpt.readBytes(name));
+        copyInPieces(ckpt, writer, name);
       }
     }
     writer.finish();
@@ -196,4 +196,23 @@ function transpose(w: Float32Array, rows: number, cols: number): Float32Array {
   const t = new Float32Array(w.length);
   for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) t[c * rows + r] = w[r * cols + c];
   return t;
+}
+
+/**
+ * Bytes of a tensor copied unchanged per write: a larger one (a fused 3-D MoE expert tensor holds every
+ * expert of a block, an embedding the whole vocabulary) goes in pieces, so export never holds it whole.
+ */
+let copyPieceBytes = 64 * 2 ** 20;
+
+/** Changes the piece size (tests use it to exercise the pieces); returns the previous value. */
+export function setCopyPieceBytes(n: number): number {
+  const old = copyPieceBytes;
+  copyPieceBytes = n;
+  return old;
+}
+
+function copyInPieces(ckpt: Checkpoint, writer: ShardedSafetensorsWriter, name: string): void {
+  const bytes = ckpt.info(name).byteLength;
+  if (bytes <= copyPieceBytes || ckpt.compression?.weights.has(name)) return writer.write(name, ckpt.readBytes(name));
+  for (let at = 0; at < bytes; at += copyPieceBytes) writer.writeBytes(name, at, ckpt.readBytesRange(name, at, Math.min(copyPieceBytes, bytes - at)));
 }

@@ -44,6 +44,11 @@ export class CheckpointWriter {
     this.writerOf(name).write(name, values);
   }
 
+  /** Elements [start, start + values.length) of a float tensor (one expert's slice of a fused tensor). */
+  writeRange(name: string, start: number, values: Float32Array): void {
+    this.writerOf(name).writeRange(name, start, values);
+  }
+
   /** Copies a tensor's stored bytes unchanged. */
   copy(name: string): void {
     this.writerOf(name).write(name, this.src.readBytes(name));

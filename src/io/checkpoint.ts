@@ -112,6 +112,13 @@ export class Checkpoint {
     return this.tensors.readFloat32(name);
   }
 
+  /** Elements [start, start + count) of a tensor as float32 (a compressed weight is decompressed whole first). */
+  readFloat32Range(name: string, start: number, count: number): Float32Array {
+    if (this.compression?.weights.has(name)) return this.compression.readFloat32(name).slice(start, start + count);
+    this.checkNotPart(name);
+    return this.tensors.readFloat32Range(name, start, count);
+  }
+
   readTyped(name: string): TypedTensor {
     if (this.compression?.weights.has(name)) return typedView(this.compression.readBytes(name), this.compression.info(name).dtype);
     this.checkNotPart(name);
@@ -123,6 +130,13 @@ export class Checkpoint {
     if (this.compression?.weights.has(name)) return this.compression.readBytes(name);
     this.checkNotPart(name);
     return this.tensors.readBytes(name);
+  }
+
+  /** Bytes [start, start + length) of a tensor as stored (a compressed weight: of its decompressed bytes). */
+  readBytesRange(name: string, start: number, length: number): Uint8Array {
+    if (this.compression?.weights.has(name)) return this.compression.readBytes(name).slice(start, start + length);
+    this.checkNotPart(name);
+    return this.tensors.readBytesRange(name, start, length);
   }
 
   /** Parts of compressed weights are reached through `raw` only. */

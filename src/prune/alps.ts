@@ -27,7 +27,11 @@
  * Deliberate differences from the reference:
  *  - (Hn + ρ I)⁻¹ comes from a float64 Cholesky factorisation and inverse (engine, invertSpd) at each ρ
  *    instead of one float64 eigendecomposition Q diag(1/(λ + ρ)) Qᵀ: the engine has no eigensolver, and
- *    both cost O(n³) per ρ (the reference's Q·diag·Qᵀ product is n³ too). The inverse is the same matrix,
+ *    the eigendecomposition would not make a ρ change cheaper. The reference forms Q·diag·Qᵀ in float64
+ *    at each ρ, 2n³ flops, against ≈ 1.3n³ for the Cholesky inverse; applying Q and Qᵀ to the rows at
+ *    every iteration instead (two rows × n × n products, no n³ per ρ) pays only for rows < ~2n/3, and an
+ *    eigensolver written here would cost more than a layer's ~10–15 inverses (its tridiagonalisation
+ *    alone is 4n³/3 flops of memory-bound matrix-vector work in JS). The inverse is the same matrix,
  *    rounded to float32 for the ADMM products as in the reference.
  *  - A row's CG stops when its residual on its kept entries is ≤ 1e-4 of its right-hand side there. The
  *    reference tests the residual over all entries, which does not vanish off the mask, so it always runs
@@ -43,12 +47,16 @@
  * formed in float64; CG's inner products, step sizes and iterates are float64 (pcg.ts).
  *
  * Cost and memory: one (rows × n) × (n × n) product per ADMM iteration, one float64 inverse per ρ change
- * (every 3 iterations), one product per CG iteration. Besides H, a layer holds Hn (float32, shared by the
+ * (every 3 iterations), one product per CG iteration. Besides the products, an ADMM iteration is two
+ * branch-free passes over the rows × n entries (scoring with the threshold's window gathered, then D, V
+ * and the next right-hand side together); the inverse dominates where n is large (MLP down projection). Besides H, a layer holds Hn (float32, shared by the
  * layers reading the input), the float64 inverse being formed with its factorisation scratch and its
  * float32 copy, ≈ 24 n² bytes, and about ten rows × n arrays.
  */
 import { ShearsError, usageError } from '../errors.js';
 import { invertSpd, matmul, NotPositiveDefiniteError, releaseScratch } from '../engine/linalg.js';
+import { factorScratch } from '../engine/cholesky.js';
+import { scratch64 } from '../engine/scratch.js';
 import { type PruneResult, type SparsitySpec, type Weight, checkSpec, checkWeight, countZeros, tailNote } from './spec.js';
 import { kthSmallest } from './select.js';
 import { markLowestInGroup } from './nm.js';
@@ -168,19 +176,26 @@ export async function alpsPrune(w: Weight, h: Float32Array | Float64Array | Norm
  * P: the mask (1 = prune) of a [rows, n] matrix from its squared entries, and the projection itself.
  * Unstructured: the `prune` smallest squares over the whole matrix, ties in index order. The threshold is
  * selected among the entries near the previous iteration's (it moves little between ADMM iterations):
- * one pass counts the entries below a window around it and gathers those inside, and only those are
- * selected from; when the window misses, it widens, then the whole matrix is selected from. Same answer,
- * a third of the passes of a full selection.
+ * the pass that forms the scores also counts the entries below a window around it and gathers those
+ * inside, and only those are selected from; when the window misses, it widens, then the whole matrix is
+ * selected from. Same answer as a full selection, without its passes.
  */
 class Projector {
   readonly mask: Uint8Array;
   /** The reference's k_spar: kept entries (unstructured) or pruned entries (N:M); the support-change scale. */
   readonly k: number;
+  /** Squared entries of the last matrix scored. */
+  readonly scores: Float32Array;
   private readonly prune: number;
-  private readonly scores: Float32Array;
   private readonly scratch: Float32Array;
-  private readonly ties: Int32Array;
   private hint = NaN;
+  /** Half-width of scoreAdmm's window relative to the hint: a few times the threshold's last move. */
+  private width = WINDOW;
+  /** The window gathered while scoring (unstructured): bounds, entries below it, entries inside it. */
+  private lo = NaN;
+  private hi = NaN;
+  private below = -1;
+  private inside = 0;
 
   constructor(private readonly spec: SparsitySpec, private readonly rows: number, private readonly n: number) {
     const total = rows * n;
@@ -190,72 +205,154 @@ class Projector {
       const kept = roundHalfEven((1 - spec.sparsity) * total);
       this.prune = total - kept;
       this.k = kept;
-      this.scratch = new Float32Array(total);
-      this.ties = new Int32Array(total);
+      this.scratch = new Float32Array(total + 1); // + 1: scoreAdmm writes one past the window
     } else {
       this.prune = 0;
       this.k = (total * spec.n) / spec.m;
       this.scratch = new Float32Array(0);
-      this.ties = new Int32Array(0);
     }
   }
 
   /** dst = P(src) (dst may be src); returns this.mask, which now marks the pruned entries. */
   project(src: Float32Array, dst: Float32Array): Uint8Array {
-    const { mask, scores, spec, rows, n } = this;
+    const { mask, scores } = this;
     const total = src.length;
     for (let k = 0; k < total; k++) scores[k] = src[k] * src[k];
-    if (spec.kind === 'unstructured') {
-      const prune = this.prune;
-      if (prune === 0) mask.fill(0);
-      else {
-        const t = this.threshold(prune - 1);
-        // Below the threshold: pruned; equal to it: pruned in index order until `prune` are.
-        const ties = this.ties;
-        let below = 0, equal = 0;
-        for (let k = 0; k < total; k++) {
-          const v = scores[k];
-          if (v < t) {
-            mask[k] = 1;
-            below++;
-          } else {
-            mask[k] = 0;
-            if (v === t) ties[equal++] = k;
-          }
-        }
-        for (let i = 0; i < prune - below && i < equal; i++) mask[ties[i]] = 1;
-        // NaN stood in as +Infinity (torch sorts NaN last): fill what is left in index order.
-        if (t === Infinity) for (let k = 0, left = prune - below - equal; k < total && left > 0; k++) if (scores[k] !== scores[k]) (mask[k] = 1), left--;
-      }
-    } else {
-      mask.fill(0);
-      for (let r = 0; r < rows; r++) for (let g = 0; g < n; g += spec.m) markLowestInGroup(scores, r * n + g, Math.min(spec.m, n - g), spec.n, mask);
-    }
+    this.below = -1;
+    const cut = this.cut();
+    if (cut) this.markBelow(cut.t, cut.ties);
     for (let k = 0; k < total; k++) dst[k] = mask[k] ? 0 : src[k];
     return mask;
   }
 
-  /** The value at index `at` of the sorted scores (NaN as +Infinity). */
-  private threshold(at: number): number {
+  /**
+   * ADMM's D-step input z = (V + ρB)/ρ (into z) and its scores, with the threshold's window gathered in
+   * the same pass. Then `cut()` gives the threshold, or marks the N:M mask.
+   */
+  scoreAdmm(b: Float32Array, v: Float32Array, rho: number, z: Float32Array): void {
+    const { scores, scratch } = this;
+    const total = b.length;
+    const hint = this.hint;
+    if (this.spec.kind === 'unstructured' && this.prune > 0 && hint > 0 && Number.isFinite(hint)) {
+      const lo = hint * (1 - this.width), hi = hint * (1 + this.width);
+      let below = 0, inside = 0;
+      // Branch-free (the comparisons are coin flips near the threshold): every score is written at
+      // scratch[inside] and kept there only if it lies in the window.
+      for (let k = 0; k < total; k++) {
+        const x = Math.fround((v[k] + rho * b[k]) / rho);
+        z[k] = x;
+        const f = Math.fround(x * x); // the float32 score of the float32 z, as project() forms it
+        scores[k] = f;
+        below += +(f < lo);
+        scratch[inside] = f;
+        inside += +(f >= lo) & +(f <= hi);
+      }
+      this.lo = lo;
+      this.hi = hi;
+      this.below = below;
+      this.inside = inside;
+    } else {
+      for (let k = 0; k < total; k++) {
+        const x = Math.fround((v[k] + rho * b[k]) / rho);
+        z[k] = x;
+        scores[k] = x * x;
+      }
+      this.below = -1;
+    }
+  }
+
+  /**
+   * From the current scores: for unstructured, the threshold t and how many entries equal to t are
+   * pruned (in index order; entries below t are all pruned), or null when t is +Infinity or nothing is
+   * pruned, after which the mask is already complete. For N:M the mask is marked and null returned.
+   */
+  cut(): { t: number; ties: number } | null {
+    const { mask, scores, spec, rows, n } = this;
+    const total = scores.length;
+    if (spec.kind !== 'unstructured') {
+      mask.fill(0);
+      for (let r = 0; r < rows; r++) for (let g = 0; g < n; g += spec.m) markLowestInGroup(scores, r * n + g, Math.min(spec.m, n - g), spec.n, mask);
+      return null;
+    }
+    const prune = this.prune;
+    if (prune === 0) {
+      mask.fill(0);
+      return null;
+    }
+    const { t, below } = this.threshold(prune - 1);
+    if (t === Infinity) {
+      // NaN stood in as +Infinity (torch sorts NaN last): entries equal to +Infinity first, then NaN, in index order.
+      this.markBelow(t, prune - below);
+      let left = prune - below;
+      for (let k = 0; k < total && left > 0; k++) if (scores[k] === Infinity) left--;
+      for (let k = 0; k < total && left > 0; k++) if (scores[k] !== scores[k]) (mask[k] = 1), left--;
+      return null;
+    }
+    return { t, ties: prune - below };
+  }
+
+  /** mask = scores < t, and the first `ties` entries equal to t in index order. */
+  private markBelow(t: number, ties: number): void {
+    const { mask, scores } = this;
+    const total = scores.length;
+    for (let k = 0; k < total; k++) {
+      const v = scores[k];
+      mask[k] = v < t || (v === t && ties-- > 0) ? 1 : 0;
+    }
+  }
+
+  /** The value at index `at` of the sorted scores (NaN as +Infinity), and how many scores are below it. */
+  private threshold(at: number): { t: number; below: number } {
+    const last = this.hint;
+    const found = this.select(at);
+    // The next window: three times this move, within [WINDOW, 1/2] (a wider window costs a slightly
+    // larger selection; a miss costs whole passes).
+    const move = last > 0 && Number.isFinite(last) ? Math.abs(found.t - last) / last : Infinity;
+    this.width = Math.min(0.5, Math.max(WINDOW, 3 * move));
+    return found;
+  }
+
+  private select(at: number): { t: number; below: number } {
     const { scores, scratch } = this;
     const total = scores.length;
-    for (let delta = 1 / 16; this.hint > 0 && Number.isFinite(this.hint) && delta < 1; delta *= 4) {
+    // The window gathered by scoreAdmm, then wider ones around the last threshold.
+    if (this.below >= 0 && this.below <= at && at < this.below + this.inside) return this.pick(this.below, this.inside, at);
+    const first = this.below >= 0 ? Math.min(0.5, this.width * 4) : WINDOW;
+    this.below = -1;
+    for (let delta = first; this.hint > 0 && Number.isFinite(this.hint) && delta < 1; delta *= 4) {
       const lo = this.hint * (1 - delta), hi = this.hint * (1 + delta);
       let below = 0, inside = 0;
       for (let k = 0; k < total; k++) {
         const v = scores[k];
-        if (v < lo) below++;
-        else if (v <= hi) scratch[inside++] = v;
+        below += +(v < lo);
+        scratch[inside] = v;
+        inside += +(v >= lo) & +(v <= hi);
       }
-      if (below <= at && at < below + inside) return (this.hint = kthSmallest(scratch.subarray(0, inside), at - below));
+      if (below <= at && at < below + inside) return this.pick(below, inside, at);
     }
     for (let k = 0; k < total; k++) {
       const v = scores[k];
       scratch[k] = v !== v ? Infinity : v;
     }
-    return (this.hint = kthSmallest(scratch, at));
+    const t = (this.hint = kthSmallest(scratch.subarray(0, total), at));
+    let below = 0;
+    for (let k = 0; k < total; k++) below += +(scores[k] < t);
+    return { t, below };
+  }
+
+  /** Selects index `at` overall from the `inside` window entries in scratch, `below` entries lying under the window. */
+  private pick(below: number, inside: number, at: number): { t: number; below: number } {
+    const w = this.scratch.subarray(0, inside);
+    const t = (this.hint = kthSmallest(w, at - below));
+    // kthSmallest partitions: w[0 .. at − below) are the window's entries ≤ t; count those strictly below.
+    let under = below;
+    for (let i = 0; i < at - below; i++) if (w[i] < t) under++;
+    return { t, below: under };
   }
 }
+
+/** Half-width of the first threshold window, relative to the last threshold. */
+const WINDOW = 1 / 16;
 
 /** numpy's round (half to even), which the reference applies to the kept count. */
 function roundHalfEven(x: number): number {
@@ -294,30 +391,65 @@ async function runAdmm(b0: Float32Array, y: Float32Array, hn: Float32Array, n: n
   const work = new Float64Array(n * n);
   const inv = new Float32Array(n * n);
   let rho = rho0;
+  // invertSpd's copy of the matrix and its factorisation's scratch, held from the first inverse on
+  // (otherwise the first is served by throwaway allocations, fresh pages twice per layer).
+  scratch64.reserve(n * n + factorScratch(n));
   await shiftedInverse(hn, n, rho, work, inv);
 
   const b = Float32Array.from(b0);
   const v = new Float32Array(total);
-  const r = new Float32Array(total);
+  const r = new Float32Array(total); // the B-step's right-hand side Y − V + ρD
+  const z = new Float32Array(total); // the D-step's input (V + ρB)/ρ
   const d = new Float32Array(total);
   proj.project(b0, d);
   const dInit = Float32Array.from(d);
   const prevMask = Uint8Array.from(proj.mask);
+  const mask = proj.mask;
+  const scores = proj.scores;
+  const rhs = () => {
+    for (let k = 0; k < total; k++) r[k] = y[k] - v[k] + rho * d[k];
+  };
+  rhs();
   let raised = false;
   let restarts = 0;
   let it = 0;
   try {
     while (it < maxIter) {
-      for (let k = 0; k < total; k++) r[k] = y[k] - v[k] + rho * d[k];
       await matmul(r, [rows, n], inv, [n, n], { out: b });
-      for (let k = 0; k < total; k++) r[k] = (v[k] + rho * b[k]) / rho;
-      const mask = proj.project(r, d);
-      for (let k = 0; k < total; k++) v[k] += rho * (b[k] - d[k]);
+      proj.scoreAdmm(b, v, rho, z);
+      const cut = proj.cut();
       it++;
-      if (it % updateIter !== 0) continue;
+      const update = it % updateIter === 0;
+      // One pass: D = P(z) (the mask from the threshold, or as cut() marked it), V += ρ(B − D), and
+      // the next right-hand side unless ρ is about to change. Branch-free, as the mask is a coin flip
+      // per entry: D = z·(1 − mask) is z or ±0 (a pruned z is finite: its score is ≤ the finite t;
+      // under N:M a non-finite z means ADMM has already diverged).
+      if (cut) {
+        const t = cut.t;
+        let ties = cut.ties;
+        for (let k = 0; k < total; k++) {
+          const s = scores[k];
+          const eq = +(s === t) & +(ties > 0);
+          ties -= eq;
+          const m = +(s < t) | eq;
+          mask[k] = m;
+          const dk = z[k] * (1 - m);
+          d[k] = dk;
+          const vk = (v[k] = Math.fround(v[k] + rho * (b[k] - dk)));
+          if (!update) r[k] = y[k] - vk + rho * dk;
+        }
+      } else {
+        for (let k = 0; k < total; k++) {
+          const dk = z[k] * (1 - mask[k]);
+          d[k] = dk;
+          const vk = (v[k] = Math.fround(v[k] + rho * (b[k] - dk)));
+          if (!update) r[k] = y[k] - vk + rho * dk;
+        }
+      }
+      if (!update) continue;
 
       let change = 0;
-      for (let k = 0; k < total; k++) if (mask[k] !== prevMask[k]) change++;
+      for (let k = 0; k < total; k++) change += mask[k] ^ prevMask[k];
       const ratio = change / proj.k;
       if (ratio > 0.1) {
         raised = true;
@@ -344,6 +476,7 @@ async function runAdmm(b0: Float32Array, y: Float32Array, hn: Float32Array, n: n
       if (it >= maxIter) break;
       await shiftedInverse(hn, n, rho, work, inv);
       if (it - 1 >= switchIter && ratio < 0.0003) break;
+      rhs();
     }
   } finally {
     releaseScratch();

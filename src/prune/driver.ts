@@ -5,8 +5,9 @@
  * produce the next block's inputs. --true-sequential prunes the layers stage by stage (attention
  * inputs, attention output, MLP inputs, MLP output), re-collecting statistics after each stage.
  */
-import type { Architecture, LinearLayer, TensorSource, Weights } from '../arch/types.js';
-import { loadWeights, runBlockOver } from '../run/blocks.js';
+import type { Architecture, LinearLayer, RoutedExperts, TensorSource, Weights } from '../arch/types.js';
+import { loadWeights, runBlockOver, type InputsHook } from '../run/blocks.js';
+import { loadExpert, runExpertOver, runSharedOver, type LoadedExpert, type SharedPass } from '../run/experts.js';
 import { releaseBlockSessions } from '../arch/runtime.js';
 import { collectGarbage } from '../run/memory.js';
 import type { Windows } from '../data/calibration.js';
@@ -18,7 +19,7 @@ import { nmHoldsWithTail } from './pattern-check.js';
 import type { FiniteGuard } from '../run/finite.js';
 import { ShearsError, usageError } from '../errors.js';
 import { refineLayer, type RefineReport } from './refine.js';
-import { blockOutlierRatio, owlSparsities, type OwlReport, type OwlSettings } from './owl.js';
+import { blockOutlierRatio, OutlierTally, owlSparsities, type OwlLayer, type OwlReport, type OwlSettings } from './owl.js';
 import { DEFAULT_DAMP } from './sparsegpt.js';
 
 export { METHODS, type Method } from './methods.js';
@@ -92,8 +93,10 @@ export interface Timings {
 }
 
 export interface DriverHooks {
-  /** A block's tensors are final (stored layout, float32): write them out and let them go. */
+  /** A block's tensors are final (stored layout, float32): write them out and let them go (MoE: all but its routed experts). */
   onBlockDone(block: number, weights: Weights): Promise<void> | void;
+  /** MoE: a routed expert's tensors (or its slices of the fused ones, at `expert.starts`) are final. */
+  onExpertDone(block: number, expert: LoadedExpert): Promise<void> | void;
   onProgress?(event: { block: number; blocks: number; stage: string }): void;
 }
 
@@ -199,20 +202,58 @@ async function owlPass(arch: Architecture, src: TensorSource, windows: Windows, 
 async function owlBlock(arch: Architecture, src: TensorSource, b: number, x: Float32Array, seq: number, m: number, hooks: DriverHooks): Promise<number> {
   collectGarbage();
   hooks.onProgress?.({ block: b, blocks: arch.spec.numLayers, stage: 'OWL outlier ratios on the dense model' });
-  const w = loadWeights(src, arch.blockTensors(b));
-  const all = arch.linears(b);
-  const stats = new Map<string, LayerInput>(all.map((l) => [l.input, new LayerInput(l.cols, { columnNorms: true, gram: false, keepGram: false })]));
-  await runBlockOver(arch, b, w, x, seq, x, async (inputs, n) => {
-    for (const [id, acc] of stats) await acc.add(inputs[id], inputs[id].length / acc.cols, n);
-  });
+  const norms = (ls: LinearLayer[]) => new Map<string, LayerInput>(ls.map((l) => [l.input, new LayerInput(l.cols, { columnNorms: true, gram: false, keepGram: false })]));
+  // An MoE expert's input holds only its routed tokens, from the windows that routed any (`sequences`).
+  const collect = (stats: Map<string, LayerInput>): InputsHook => async (inputs, n, sequences) => {
+    for (const [id, acc] of stats) await acc.add(inputs[id], inputs[id].length / acc.cols, sequences?.[id] ?? n);
+  };
+  const finish = async (stats: Map<string, LayerInput>) => {
+    for (const acc of stats.values()) await acc.finish();
+  };
+  const owlLayer = (l: LinearLayer, w: Weights, stats: Map<string, LayerInput>): OwlLayer => ({ weight: { data: linearView(l, layerData(l, w)), rows: l.rows, cols: l.cols }, colSq: stats.get(l.input)!.columnNorms() });
+  const routed = arch.routed;
+  if (!routed || routed.count(b) === 0) {
+    const w = loadWeights(src, arch.blockTensors(b));
+    const all = arch.linears(b);
+    const stats = norms(all);
+    await runBlockOver(arch, b, w, x, seq, x, collect(stats));
+    await releaseBlockSessions();
+    await finish(stats);
+    return blockOutlierRatio(all.map((l) => owlLayer(l, w, stats)), m);
+  }
+  // MoE: the shared part, then one expert at a time; the experts are read again for the second pass of
+  // the tally (the threshold needs every score first). The same order as blockOutlierRatio on the whole block.
+  const w = loadWeights(src, routed.sharedTensors(b));
+  const shared = arch.linears(b).filter((l) => l.expert === undefined);
+  const stats = norms(shared);
+  const pass = await runSharedOver(arch, routed, b, w, x, seq, x, collect(stats), true);
+  await finish(stats);
+  const tally = new OutlierTally();
+  for (const l of shared) tally.add(owlLayer(l, w, stats));
+  const expertStats: Map<string, LayerInput>[] = [];
+  for (let e = 0; e < routed.count(b); e++) {
+    const ex = loadExpert(src, routed.expertLayers(b, e));
+    const es = norms(ex.layers);
+    await runExpertOver(routed, b, e, ex, pass, arch.spec.hiddenSize, seq, x, collect(es));
+    await finish(es);
+    for (const l of ex.layers) tally.add(owlLayer(l, ex.w, es));
+    expertStats.push(es);
+  }
   await releaseBlockSessions();
-  for (const acc of stats.values()) await acc.finish();
-  return blockOutlierRatio(all.map((l) => ({ weight: { data: linearView(l, w.get(l.tensor)!), rows: l.rows, cols: l.cols }, colSq: stats.get(l.input)!.columnNorms() })), m);
+  const threshold = tally.threshold(m);
+  for (const l of shared) tally.countAbove(owlLayer(l, w, stats), threshold);
+  for (let e = 0; e < routed.count(b); e++) {
+    const ex = loadExpert(src, routed.expertLayers(b, e));
+    for (const l of ex.layers) tally.countAbove(owlLayer(l, ex.w, expertStats[e]), threshold);
+  }
+  return tally.ratio();
 }
 
 /** Block b: statistics, pruning (stage by stage with --true-sequential), then the pruned re-run that feeds block b+1. */
 async function pruneBlock(run: Run, b: number): Promise<void> {
   const { arch, opts, hooks, timings } = run;
+  const routed = arch.routed;
+  if (routed && routed.count(b) > 0) return pruneRoutedBlock(run, b, routed);
   collectGarbage(); // the previous block's
   const w = loadWeights(run.src, arch.blockTensors(b));
   const all = arch.linears(b);
@@ -222,7 +263,7 @@ async function pruneBlock(run: Run, b: number): Promise<void> {
   for (const stage of stages) {
     const todo = all.filter((l) => (stage === undefined || l.stage === stage) && !isSkipped(l));
     hooks.onProgress?.({ block: b, blocks: arch.spec.numLayers, stage: stage === undefined ? 'all' : `stage ${stage}` });
-    await pruneStage(run, b, w, todo);
+    await pruneStage(run, b, w, todo, (onInputs) => runBlockOver(arch, b, w, run.x!, run.seq, null, onInputs));
   }
   for (const l of all.filter(isSkipped)) {
     run.layers.push({ block: b, name: l.name, tensor: l.tensor, rows: l.rows, cols: l.cols, skipped: true, sparsity: zeroFraction(layerData(l, w)), seconds: 0 });
@@ -237,11 +278,86 @@ async function pruneBlock(run: Run, b: number): Promise<void> {
   await hooks.onBlockDone(b, w);
 }
 
-/** Collects the statistics of `todo`'s inputs from the block as it is now, then prunes each layer of `todo`. */
-async function pruneStage(run: Run, b: number, w: Weights, todo: LinearLayer[]): Promise<void> {
+/**
+ * An MoE block: its shared parts (attention, norms, router, shared expert) stay loaded; its routed experts
+ * are read, calibrated, pruned, run and written one at a time. The shared layers come first (no routed
+ * expert feeds one of them), then the shared part's pruned output pass, which leaves in x the residual plus
+ * shared expert and gives the experts' input and routing of every token; each expert then adds its share.
+ * An expert's statistics come from the dense block (from the first pass, kept for it) or, with
+ * --true-sequential, from the block with its attention pruned (the output pass) and its gate/up pruned
+ * before its down input is taken, as the whole-block order gives them.
+ */
+async function pruneRoutedBlock(run: Run, b: number, routed: RoutedExperts): Promise<void> {
+  const { arch, opts, hooks, timings } = run;
+  collectGarbage(); // the previous block's
+  const w = loadWeights(run.src, routed.sharedTensors(b));
+  const all = arch.linears(b);
+  const isSkipped = (l: LinearLayer) => run.skip(`${b}.${l.name}`) || run.skip(l.tensor);
+  const stages = opts.trueSequential ? [...new Set(all.map((l) => l.stage))].sort((p, q) => p - q) : [undefined];
+  const h = arch.spec.hiddenSize;
+  // Without --true-sequential the experts' statistics come from the dense block: its pass keeps their input.
+  let dense: SharedPass | undefined;
+  const keep = !opts.trueSequential;
+  const sharedPass = async (onInputs?: InputsHook) => {
+    dense = await runSharedOver(arch, routed, b, w, run.x!, run.seq, null, onInputs, keep);
+  };
+  for (const stage of stages) {
+    const todo = all.filter((l) => l.expert === undefined && (stage === undefined || l.stage === stage) && !isSkipped(l));
+    hooks.onProgress?.({ block: b, blocks: arch.spec.numLayers, stage: stage === undefined ? 'all' : `stage ${stage}` });
+    await pruneStage(run, b, w, todo, sharedPass);
+  }
+  if (run.calibrated && keep && !dense) await sharedPass();
+  for (const l of all.filter((l) => l.expert === undefined && isSkipped(l))) {
+    run.layers.push({ block: b, name: l.name, tensor: l.tensor, rows: l.rows, cols: l.cols, skipped: true, sparsity: zeroFraction(layerData(l, w)), seconds: 0 });
+  }
+  let out: SharedPass | undefined;
+  if (run.calibrated) {
+    const t = performance.now();
+    out = await runSharedOver(arch, routed, b, w, run.x!, run.seq, run.x!, undefined, true);
+    timings.forward += (performance.now() - t) / 1000;
+  }
+  for (let e = 0; e < routed.count(b); e++) {
+    hooks.onProgress?.({ block: b, blocks: arch.spec.numLayers, stage: `expert ${e + 1}/${routed.count(b)}` });
+    await pruneExpert(run, b, routed, e, dense ?? out, out);
+  }
+  await releaseBlockSessions();
+  if (run.calibrated) opts.finite?.check(`block ${b}: its output on the calibration windows`, run.x!, 'the activations overflow float32 in this block'); // hardening
+  await hooks.onBlockDone(b, w);
+}
+
+/** Routed expert e: read, statistics from `stats`, pruned, its output added to x from `out`, written, let go. */
+async function pruneExpert(run: Run, b: number, routed: RoutedExperts, e: number, stats: SharedPass | undefined, out: SharedPass | undefined): Promise<void> {
+  const { arch, opts, timings } = run;
+  const h = arch.spec.hiddenSize;
+  const ex = loadExpert(run.src, routed.expertLayers(b, e));
+  const isSkipped = (l: LinearLayer) => run.skip(`${b}.${l.name}`) || run.skip(l.tensor);
+  const stages = opts.trueSequential ? [...new Set(ex.layers.map((l) => l.stage))].sort((p, q) => p - q) : [undefined];
+  for (const stage of stages) {
+    const todo = ex.layers.filter((l) => (stage === undefined || l.stage === stage) && !isSkipped(l));
+    await pruneStage(run, b, ex.w, todo, (onInputs) => runExpertOver(routed, b, e, ex, stats!, h, run.seq, null, onInputs));
+  }
+  for (const l of ex.layers.filter(isSkipped)) {
+    run.layers.push({ block: b, name: l.name, tensor: l.tensor, rows: l.rows, cols: l.cols, skipped: true, sparsity: zeroFraction(layerData(l, ex.w)), seconds: 0 });
+  }
+  if (out) {
+    const t = performance.now();
+    await runExpertOver(routed, b, e, ex, out, h, run.seq, run.x!);
+    timings.forward += (performance.now() - t) / 1000;
+  }
+  await run.hooks.onExpertDone(b, ex);
+}
+
+/**
+ * A capturing forward over the calibration windows that hands each micro-batch's inputs to `onInputs`
+ * (the block, or a part of it, as it is now); its output is not kept.
+ */
+type StatsPass = (onInputs: InputsHook) => Promise<unknown>;
+
+/** Collects the statistics of `todo`'s inputs with `pass`, then prunes each layer of `todo`. */
+async function pruneStage(run: Run, b: number, w: Weights, todo: LinearLayer[], pass: StatsPass): Promise<void> {
   const { opts, timings } = run;
   const spec = blockSpec(opts, b);
-  const stats = run.calibrated && todo.length > 0 ? await collectStats(run, b, w, todo) : new Map<string, LayerInput>();
+  const stats = run.calibrated && todo.length > 0 ? await collectStats(run, b, todo, pass) : new Map<string, LayerInput>();
   for (const [k, l] of todo.entries()) {
     const t = performance.now();
     const r = await pruneLayer(l, layerData(l, w), stats, spec, opts, run.layers.length, run.calibrated);
@@ -256,14 +372,14 @@ async function pruneStage(run: Run, b: number, w: Weights, todo: LinearLayer[]):
 }
 
 /** One statistic per distinct input of `todo`, accumulated over every calibration window. */
-async function collectStats(run: Run, b: number, w: Weights, todo: LinearLayer[]): Promise<Map<string, LayerInput>> {
+async function collectStats(run: Run, b: number, todo: LinearLayer[], pass: StatsPass): Promise<Map<string, LayerInput>> {
   const { opts, timings } = run;
   const stats = new Map<string, LayerInput>(todo.map((l) => [l.input, newInput(opts, l.cols)]));
   let statSeconds = 0;
   const t = performance.now();
   // Only the forward's output is thrown away here: the next block's inputs come from the pruned re-run.
   // Performance: null drops it (no x-sized scratch per block: fresh pages cost ~3.5 ms/MiB here).
-  await runBlockOver(run.arch, b, w, run.x!, run.seq, null, async (inputs, n, sequences) => {
+  await pass(async (inputs, n, sequences) => {
     const s0 = performance.now();
     // An MoE expert's input holds only its routed tokens, from the windows that routed any (`sequences`).
     for (const [id, acc] of stats) await acc.add(inputs[id], inputs[id].length / acc.cols, sequences?.[id] ?? n);

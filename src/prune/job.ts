@@ -146,11 +146,20 @@ export async function runPrune(job: PruneJob): Promise<PruneReport> {
         onBlockDone: (b, weights) => {
           // Block linears only: an LM head pruned with --include-lm-head (b = numLayers) stays unquantized.
           if (job.wbits !== undefined && b < arch.spec.numLayers) {
-            const g = quantizeBlock(arch.linears(b), weights, (t) => src.readFloat32(t), job.wbits, (l) => skip(`${b}.${l.name}`) || skip(l.tensor));
+            // The layers whose tensors come here (an MoE block's routed experts come through onExpertDone).
+            const g = quantizeBlock(arch.linears(b).filter((l) => weights.has(l.tensor)), weights, (t) => src.readFloat32(t), job.wbits, (l) => skip(`${b}.${l.name}`) || skip(l.tensor));
             for (const [t, grid] of g) grids.set(t, grid);
           }
           for (const [name, values] of weights) w.write(name, values);
           say(b < arch.spec.numLayers ? `block ${b + 1}/${arch.spec.numLayers} pruned${eta(b + 1, arch.spec.numLayers)}` : 'lm_head pruned');
+        },
+        onExpertDone: (b, ex) => {
+          if (job.wbits !== undefined) {
+            // Each expert layer on its own grid, from its original values (its range of the stored tensor).
+            const g = quantizeBlock(ex.layers, ex.w, (t) => src.readFloat32Range(t, ex.starts.get(t)!, ex.w.get(t)!.length), job.wbits, (l) => skip(`${b}.${l.name}`) || skip(l.tensor));
+            for (const [t, grid] of g) grids.set(t, grid);
+          }
+          for (const [name, values] of ex.w) w.writeRange(name, ex.starts.get(name)!, values);
         },
         onProgress: (e) => say(`block ${e.block + 1}/${e.blocks}: ${e.stage === 'all' ? (windows ? `calibrating on ${windows.count} windows and pruning` : 'pruning') : e.stage}${eta(e.block, e.blocks)}`),
       });

@@ -53,22 +53,50 @@ export function checkOwl(owl: OwlSettings, target: number): void {
  * Pooled outlier ratio of one block: `layers` are its weights ([rows, cols], nn.Linear orientation) with
  * the column statistic s_j of each one's input. Scores are float32 like Wanda's; sums are float64.
  */
-export function blockOutlierRatio(layers: { weight: Weight; colSq: Float32Array | Float64Array }[], m: number): number {
-  let sum = 0, count = 0;
-  for (const l of layers) {
-    const s = wandaScores(l.weight, l.colSq);
-    for (let i = 0; i < s.length; i++) sum += s[i];
-    count += s.length;
-  }
-  if (count === 0) return 0;
-  const threshold = m * (sum / count);
-  let above = 0;
+export function blockOutlierRatio(layers: OwlLayer[], m: number): number {
+  const t = new OutlierTally();
+  for (const l of layers) t.add(l);
+  const threshold = t.threshold(m);
   // Scores are recomputed rather than kept: one layer's scores at a time, not the block's.
-  for (const l of layers) {
+  for (const l of layers) t.countAbove(l, threshold);
+  return t.ratio();
+}
+
+/** A linear layer's weight ([rows, cols], nn.Linear orientation) and its input's column statistic s_j. */
+export interface OwlLayer {
+  weight: Weight;
+  colSq: Float32Array | Float64Array;
+}
+
+/**
+ * blockOutlierRatio in two passes that the caller drives, so that the layers need not be in memory
+ * together (MoE experts are read for each pass): add() every layer, then countAbove() every layer with
+ * threshold(m), in the same order for the same result.
+ */
+export class OutlierTally {
+  private sum = 0;
+  private count = 0;
+  private above = 0;
+
+  add(l: OwlLayer): void {
     const s = wandaScores(l.weight, l.colSq);
-    for (let i = 0; i < s.length; i++) if (s[i] > threshold) above++;
+    for (let i = 0; i < s.length; i++) this.sum += s[i];
+    this.count += s.length;
   }
-  return above / count;
+
+  /** M × the mean score (Infinity when no score was added). */
+  threshold(m: number): number {
+    return this.count === 0 ? Infinity : m * (this.sum / this.count);
+  }
+
+  countAbove(l: OwlLayer, threshold: number): void {
+    const s = wandaScores(l.weight, l.colSq);
+    for (let i = 0; i < s.length; i++) if (s[i] > threshold) this.above++;
+  }
+
+  ratio(): number {
+    return this.count === 0 ? 0 : this.above / this.count;
+  }
 }
 
 /** Per-block sparsities from the outlier ratios (see the file comment): mean `target`, within target ± lambda. */

@@ -70,10 +70,12 @@ export async function pcgRefine(h: Float32Array | Float64Array, n: number, w0: F
   const iterations = opts.iterations ?? PCG_ITERATIONS;
   const tolerance = opts.tolerance ?? PCG_TOLERANCE;
   const ridge = opts.ridge ?? 0;
-  const dg = new Float64Array(n);
-  for (let j = 0; j < n; j++) dg[j] = h[j * n + j] + ridge;
   const live = new Uint8Array(n);
   for (let j = 0; j < n; j++) live[j] = h[j * n + j] > 0 ? 1 : 0;
+  // The Jacobi preconditioner. Never-active inputs are never in the support; their 1 only keeps the
+  // branch-free updates' off-support terms (multiplied by 0) finite.
+  const dg = new Float64Array(n);
+  for (let j = 0; j < n; j++) dg[j] = live[j] ? h[j * n + j] + ridge : 1;
 
   const result: PcgResult = { iterations: 0, converged: 0, residual: 0, errorBefore: 0, errorAfter: 0 };
   const chunk = Math.max(1, Math.min(rows, Math.floor(CHUNK_ELEMENTS / Math.max(1, n))));
@@ -107,8 +109,8 @@ async function solveChunk(
   const x = Float64Array.from(x32);
   const prod = h instanceof Float32Array ? new Float32Array(size) : new Float64Array(size); // a gemm operand
   const q = h instanceof Float32Array ? new Float32Array(size) : new Float64Array(size);
-  const multiply = async (src: ArrayLike<number>) => {
-    for (let i = 0; i < size; i++) prod[i] = src[i];
+  const multiply = async (src: ArrayLike<number> | null) => {
+    if (src) for (let i = 0; i < size; i++) prod[i] = src[i];
     await serial(() => gemmInto(q, prod, [cr, n], h, [n, n]));
   };
 
@@ -138,6 +140,7 @@ async function solveChunk(
     rz[r] = s;
     active[r] = 1;
   }
+  for (let i = 0; i < size; i++) prod[i] = p[i];
   // E_λ(x) = c0 − xᵀ(b + g) since xᵀ(H + λI)x = xᵀ(b − g); ‖r_S‖ from the masked g.
   const dampedError = (r: number) => {
     let e = c0[r];
@@ -153,6 +156,7 @@ async function solveChunk(
     if (!active[r] || Math.sqrt(res2) > tolerance * bNorm[r]) return;
     active[r] = 0;
     p.fill(0, r * n, (r + 1) * n);
+    prod.fill(0, r * n, (r + 1) * n);
   };
   const undamped = () => {
     let e = 0;
@@ -180,34 +184,34 @@ async function solveChunk(
   let k = 0;
   while (k < iterations && active.some((a) => a)) {
     k++;
-    await multiply(p); // q = H·p per row (H symmetric)
+    await multiply(null); // q = H·p per row (H symmetric); prod holds p in H's dtype
     for (let r = 0; r < cr; r++) {
       if (!active[r]) continue;
       const o = r * n;
+      // p is zero off the support, so the sums and updates run over the whole row without a branch
+      // on the mask (a coin flip per entry): off the support they add 0 and leave x as it is.
       let pq = 0;
-      for (let i = o; i < o + n; i++) {
-        if (!mask[i]) continue;
-        pq += p[i] * (q[i] + ridge * p[i]);
-      }
+      for (let i = o; i < o + n; i++) pq += p[i] * (q[i] + ridge * p[i]);
       if (!(pq > 0)) {
         // Breakdown (p in H's null space, or underflow): nothing left to gain along p.
         active[r] = 0;
         continue;
       }
       const alpha = rz[r] / pq;
-      let s = 0;
-      for (let i = o; i < o + n; i++) {
-        if (!mask[i]) continue;
+      // One pass: the step (off the support g changes too, E_λ reads the full g), then the
+      // preconditioned rᵀz and ‖r_S‖² of the new residual on the support.
+      let s = 0, res2 = 0;
+      for (let j = 0, i = o; j < n; j++, i++) {
         x[i] += alpha * p[i];
-        g[i] -= alpha * (q[i] + ridge * p[i]);
+        const gi = (g[i] -= alpha * (q[i] + ridge * p[i]));
+        const g2 = gi * gi * mask[i];
+        s += g2 / dg[j];
+        res2 += g2;
       }
-      // Off the support g changes too (E_λ reads the full g); p is zero there, so only H·p contributes.
-      for (let i = o; i < o + n; i++) if (!mask[i]) g[i] -= alpha * q[i];
-      for (let i = o; i < o + n; i++) if (mask[i]) s += (g[i] * g[i]) / dg[i % n];
       const beta = s / rz[r];
       rz[r] = s;
-      for (let i = o; i < o + n; i++) if (mask[i]) p[i] = g[i] / dg[i % n] + beta * p[i];
-      stopIfDone(r, residual2(r));
+      for (let j = 0, i = o; j < n; j++, i++) prod[i] = p[i] = (g[i] / dg[j] + beta * p[i]) * mask[i];
+      stopIfDone(r, res2);
     }
     record(k);
   }

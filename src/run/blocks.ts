@@ -1,50 +1,20 @@
 /**
  * The block runner: pushes hidden states for many token windows through one decoder block at a time.
- * Only the block being run has its weights in memory; windows go through in micro-batches small enough
- * that attention scores ([windows, heads, seq, seq]) and captured linear inputs stay modest.
+ * Only the block being run has its weights in memory (of an MoE block: its shared parts and one routed
+ * expert at a time, see experts.ts); windows go through in micro-batches (micro-batches.ts).
  */
 import type { Architecture, TensorSource, Weights } from '../arch/types.js';
+import { loadWeights, runCalls, type InputsHook } from './micro-batches.js';
+import { runRoutedBlockInPlace } from './experts.js';
 
-/** Reads `names` as float32 (stored layout). */
-export function loadWeights(src: TensorSource, names: string[]): Weights {
-  const w: Weights = new Map();
-  for (const n of names) w.set(n, src.readFloat32(n));
-  return w;
-}
-
-/**
- * Captured linear inputs of one micro-batch, by input id, [tokens, width]; `windows` sequences, or
- * `sequences[id]` for an input that only some windows fed (MoE experts).
- */
-export type InputsHook = (inputs: Record<string, Float32Array>, windows: number, sequences?: Record<string, number>) => Promise<void> | void;
-
-/**
- * Bytes of attention scores ([windows, heads, seq, seq] float32) per call. ORT materialises the scores about
- * three times (product, +mask, softmax) in the session's memory arena, which keeps its high-water mark for
- * the life of the session, and first touch of fresh memory costs ~3.5 ms/MiB on the machines measured.
- * At 64 MiB (the earlier value) the arena of each block session grew to ~400 MiB, and stories260K at seq 256
- * spent more time faulting it in than computing; steady-state calls were no faster either (the scores no
- * longer stay in cache). 16 MiB keeps ≥ 1 window of a 12-head seq-512 model per call.
- */
-const SCORE_BUDGET_BYTES = 16 * 2 ** 20;
-/** Cap on tokens per call: MLAS gains nothing beyond a few thousand rows, while captured inputs keep growing. */
-// Captured inputs are [tokens, width] per call (11008 wide for a 7B MLP): this bounds them too.
-const MAX_TOKENS_PER_CALL = 2048;
-
-/** How many windows of `seq` tokens go through a block per call. */
-export function windowsPerCall(arch: Architecture, seq: number): number {
-  const scoreBytes = arch.spec.numHeads * seq * seq * 4;
-  const byScores = Math.floor(SCORE_BUDGET_BYTES / scoreBytes);
-  const byTokens = Math.floor(Math.max(seq, MAX_TOKENS_PER_CALL) / seq);
-  return Math.max(1, Math.min(byScores, byTokens));
-}
+export { loadWeights, windowsPerCall, type InputsHook } from './micro-batches.js';
 
 /**
  * Runs block i over x ([windows·seq, hidden]) and writes the result to `out` (may be x itself), or drops
  * it when `out` is null (a statistics-only pass). With `onInputs`, each micro-batch's linear inputs are
  * handed over before the next batch runs.
  */
-export async function runBlockOver(
+export function runBlockOver(
   arch: Architecture,
   i: number,
   w: Weights,
@@ -53,24 +23,7 @@ export async function runBlockOver(
   out: Float32Array | null,
   onInputs?: InputsHook,
 ): Promise<void> {
-  const hidden = arch.spec.hiddenSize;
-  const windows = x.length / (seq * hidden);
-  const per = windowsPerCall(arch, seq);
-  // A discarded output with capture is not computed at all (the graph without it skips the last projection).
-  const discard = out === null && onInputs !== undefined;
-  // In place (or discarded without capture), each micro-batch goes through one call-sized buffer reused
-  // across calls: a fresh output per call (or an x-sized scratch per pass) would be fresh pages every time.
-  const staging = !discard && (out === null || out === x) ? new Float32Array(Math.min(per, windows) * seq * hidden) : undefined;
-  for (let start = 0; start < windows; start += per) {
-    const n = Math.min(per, windows - start);
-    const from = start * seq * hidden;
-    const to = from + n * seq * hidden;
-    // Writing straight into `out` is allowed only when it does not alias the input.
-    const target = discard ? null : staging ? staging.subarray(0, to - from) : out!.subarray(from, to);
-    const r = await arch.runBlock(i, w, x.subarray(from, to), seq, onInputs !== undefined, target);
-    if (onInputs) await onInputs(r.inputs, n, r.sequences);
-    if (out !== null && staging && target) out.set(target, from);
-  }
+  return runCalls(arch, (xs, capture, target) => arch.runBlock(i, w, xs, seq, capture, target), x, seq, out, onInputs);
 }
 
 export interface ForwardHooks {
@@ -83,8 +36,15 @@ export async function forwardHidden(arch: Architecture, src: TensorSource, ids: 
   const x = await arch.embed(loadWeights(src, arch.embedTensors()), ids, seq);
   for (let i = 0; i < arch.spec.numLayers; i++) {
     const t0 = performance.now();
-    await runBlockOver(arch, i, loadWeights(src, arch.blockTensors(i)), x, seq, x);
+    await runBlockInPlace(arch, i, src, x, seq);
     hooks.onBlock?.(i, (performance.now() - t0) / 1000);
   }
   return x;
+}
+
+/** Block i over x in place, its weights read from src: whole, or (MoE) its routed experts one at a time. */
+export async function runBlockInPlace(arch: Architecture, i: number, src: TensorSource, x: Float32Array, seq: number): Promise<void> {
+  const routed = arch.routed;
+  if (routed && routed.count(i) > 0) await runRoutedBlockInPlace(arch, routed, i, src, x, seq);
+  else await runBlockOver(arch, i, loadWeights(src, arch.blockTensors(i)), x, seq, x);
 }

@@ -65,5 +65,10 @@ export function guardedSource(src: TensorSource, guard: FiniteGuard, fileOf?: (n
       guard.check(`${fileOf ? `${fileOf(n)}: ` : ''}tensor "${n}"`, a, 'the checkpoint itself holds them');
       return a;
     },
+    readFloat32Range: (n, start, count) => {
+      const a = src.readFloat32Range(n, start, count);
+      guard.check(`${fileOf ? `${fileOf(n)}: ` : ''}tensor "${n}" (elements ${start}..${start + count})`, a, 'the checkpoint itself holds them');
+      return a;
+    },
   };
 }

@@ -3,7 +3,9 @@
  * layout): MLP channels (rows of the layers reading the MLP input, columns of the one reading the
  * intermediate activation) and attention heads (rows of q/k/v, columns of the output projection). The
  * layers are found through the adapter's linear layers and their input ids, so every family that names
- * its inputs mlp_in / down_in / attn_in / o_in is handled by the same code.
+ * its inputs mlp_in / down_in / attn_in / o_in is handled by the same code. A layer reading the MLP input
+ * with k times as many rows as there are channels is k stacked parts (Phi-3's fused gate_up_proj, [gate; up]):
+ * channel j owns row j of every part, and its rows go together.
  */
 import type { Architecture, LinearLayer, Weights } from '../arch/types.js';
 import type { HeadPlan } from './plan.js';
@@ -74,11 +76,12 @@ export async function removeChannels(arch: Architecture, b: number, w: Weights, 
   const out = layers.find((l) => l.input === 'down_in');
   if (!out || ins.length === 0) throw new Error(`block ${b}: no MLP layers found`);
   const m = out.cols;
+  for (const l of ins) if (l.rows % m !== 0) throw new Error(`block ${b}: ${l.tensor} has ${l.rows} rows, not a multiple of the ${m} MLP channels`);
   const other = new Float64Array(m);
-  for (const l of ins) rowNorms(l, view(l, w.get(l.tensor)!)).forEach((v, j) => (other[j] += v));
+  for (const l of ins) rowNorms(l, view(l, w.get(l.tensor)!)).forEach((v, row) => (other[row % m] += v));
   const layout: GroupLayout = { groups: Array.from({ length: m }, (_, j) => [j]), partitions: [Array.from({ length: m }, (_, j) => j)], removePer: remove };
   const r = await reduceProjection(w, out, layout, g, s, other);
-  for (const l of ins) keepRows(w, l, r.keptCols);
+  for (const l of ins) keepRows(w, l, Array.from({ length: l.rows / m }, (_, part) => r.keptCols.map((j) => part * m + j)).flat());
   return { removed: r.removed, loss: r.loss };
 }
 

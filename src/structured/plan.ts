@@ -23,7 +23,7 @@ export function isStructured(r: StructuredRequest): boolean {
 }
 
 /** config.json field holding the MLP width, per family (BLOOM's is fixed at 4·hidden: none). */
-const INTERMEDIATE_KEY: Partial<Record<Family, string>> = { llama: 'intermediate_size', opt: 'ffn_dim', gpt2: 'n_inner', gpt_neox: 'intermediate_size' };
+const INTERMEDIATE_KEY: Partial<Record<Family, string>> = { llama: 'intermediate_size', opt: 'ffn_dim', gpt2: 'n_inner', gpt_neox: 'intermediate_size', phi3: 'intermediate_size' };
 
 export interface ChannelPlan {
   before: number;
@@ -32,14 +32,13 @@ export interface ChannelPlan {
 }
 
 /**
- * Families whose MLP input or q/k/v projections are one fused matrix: removing a channel or head there means
- * cutting matching rows out of every part of it, which block.ts does not do, so both options are refused.
+ * Families whose q/k/v projections are one fused matrix: removing a head there means cutting rows out of the
+ * q part and, with whole KV groups, the k and v parts, which block.ts does not do, so --heads is refused.
+ * (A fused MLP input is stacked parts of equal width, which channel removal handles.)
  */
-const FUSED: Partial<Record<Family, { mlp: string; attention: string }>> = { phi3: { mlp: 'mlp.gate_up_proj', attention: 'self_attn.qkv_proj' } };
+const FUSED_QKV: Partial<Record<Family, string>> = { phi3: 'self_attn.qkv_proj' };
 
 export function planChannels(spec: ModelSpec, p: number): ChannelPlan {
-  const fused = FUSED[spec.family];
-  if (fused) throw usageError(`--channels: ${spec.modelType} stores gate and up fused in ${fused.mlp}; removing MLP channels from a fused matrix is not supported (--drop-blocks and the unstructured methods are)`);
   if (!INTERMEDIATE_KEY[spec.family]) throw usageError(`--channels: ${spec.modelType} has no configurable MLP width in config.json, so a narrower MLP would not load`);
   const before = spec.intermediateSize;
   const removed = Math.round(p * before);
@@ -66,8 +65,8 @@ export interface HeadPlan {
  * whose realised fraction is closest to p; per-group on a tie (it keeps every K/V head).
  */
 export function planHeads(spec: ModelSpec, p: number): HeadPlan {
-  const fused = FUSED[spec.family];
-  if (fused) throw usageError(`--heads: ${spec.modelType} stores q, k and v fused in ${fused.attention}; removing heads from a fused matrix is not supported (--drop-blocks and the unstructured methods are)`);
+  const fused = FUSED_QKV[spec.family];
+  if (fused) throw usageError(`--heads: ${spec.modelType} stores q, k and v fused in ${fused}; removing heads from a fused matrix is not supported (--channels, --drop-blocks and the unstructured methods are)`);
   if (spec.family !== 'llama') {
     throw usageError(`--heads: ${spec.modelType} checkpoints derive the head size from hidden_size / num_attention_heads in transformers, so fewer heads would not load there; --heads supports the llama family (which reads head_dim)`);
   }

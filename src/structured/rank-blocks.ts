@@ -8,7 +8,7 @@
  */
 import type { Architecture, TensorSource } from '../arch/types.js';
 import type { Windows } from '../data/calibration.js';
-import { loadWeights, runBlockOver } from '../run/blocks.js';
+import { loadWeights, runBlockInPlace } from '../run/blocks.js';
 import { releaseBlockSessions } from '../arch/runtime.js';
 
 export interface BlockScores {
@@ -45,7 +45,8 @@ export async function rankBlocks(arch: Architecture, src: TensorSource, windows:
     const scores: number[] = [];
     const out = new Float32Array(x.length);
     for (let b = 0; b < L; b++) {
-      await runBlockOver(arch, b, loadWeights(src, arch.blockTensors(b)), x, seq, out);
+      out.set(x);
+      await runBlockInPlace(arch, b, src, out, seq);
       scores.push(blockInfluence(x, out, hidden));
       x.set(out);
     }
@@ -65,9 +66,9 @@ export async function rankBlocks(arch: Architecture, src: TensorSource, windows:
   const without: number[] = [];
   for (let b = 0; b < L; b++) {
     const skip = Float32Array.from(x);
-    for (let k = b + 1; k < L; k++) await runBlockOver(arch, k, loadWeights(src, arch.blockTensors(k)), skip, seq, skip);
+    for (let k = b + 1; k < L; k++) await runBlockInPlace(arch, k, src, skip, seq);
     without.push(await meanNll(skip));
-    await runBlockOver(arch, b, loadWeights(src, arch.blockTensors(b)), x, seq, x);
+    await runBlockInPlace(arch, b, src, x, seq);
   }
   const denseNll = await meanNll(x);
   await releaseBlockSessions();

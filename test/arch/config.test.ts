@@ -5,7 +5,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigReader, readRope } from '../../src/arch/config.js';
+import { ConfigReader } from '../../src/arch/config.js';
+import { readRope } from '../../src/arch/rope.js';
 import { architectureFor, SUPPORTED_MODEL_TYPES } from '../../src/arch/registry.js';
 import { ShearsError } from '../../src/errors.js';
 
@@ -94,10 +95,11 @@ describe('config errors name the file and the field', () => {
     const { rope_theta: _, torch_dtype: __, rope_scaling: ___, ...v5base } = LLAMA;
     const v5 = { ...v5base, dtype: 'bfloat16', rope_parameters: { rope_type: 'default', rope_theta: 500000 } };
     expect(architectureFor(v5, PATH).spec.dtype).toBe('bfloat16');
-    expect(readRope(new ConfigReader(v5, PATH))).toEqual({ theta: 500000 });
-    expect(readRope(new ConfigReader(LLAMA, PATH))).toEqual({ theta: 10000 });
-    expect(readRope(new ConfigReader({ rope_parameters: { rope_type: 'default', rope_theta: 1e4, partial_rotary_factor: 0.25 } }, PATH))).toEqual({ theta: 1e4, partialRotaryFactor: 0.25 });
-    expect(readRope(new ConfigReader({ rope_scaling: { rope_type: 'default' } }, PATH), 7)).toEqual({ theta: 7 });
+    const at = { headDim: 16, defaultTheta: 10000, maxPositions: 64 };
+    expect(readRope(new ConfigReader(v5, PATH), at)).toMatchObject({ type: 'default', theta: 500000, rotaryDim: 16 });
+    expect(readRope(new ConfigReader(LLAMA, PATH), at)).toMatchObject({ type: 'default', theta: 10000, rotaryDim: 16 });
+    expect(readRope(new ConfigReader({ rope_parameters: { rope_type: 'default', rope_theta: 1e4, partial_rotary_factor: 0.25 } }, PATH), at)).toMatchObject({ theta: 1e4, rotaryDim: 4 });
+    expect(readRope(new ConfigReader({ rope_scaling: { rope_type: 'default' } }, PATH), { ...at, defaultTheta: 7 })).toMatchObject({ theta: 7 });
   });
 
   it('tie_word_embeddings defaults: absent = true for gpt2, false for the Llama family', () => {

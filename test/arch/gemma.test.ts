@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createGemma } from '../../src/arch/gemma.js';
+import { setChunkScoreBytes } from '../../src/arch/ops.js';
 import { architectureFor } from '../../src/arch/registry.js';
 import type { Weights } from '../../src/arch/types.js';
 import { Checkpoint } from '../../src/io/checkpoint.js';
@@ -108,6 +109,14 @@ describe('gemma adapter', () => {
         const e = refBlock(m, i, ref, seq);
         expect(relErr(r.out, e.out), `block ${i}`).toBeLessThanOrEqual(1e-5);
         for (const [id, v] of Object.entries(e.inputs)) expect(relErr(r.inputs[id], v), `block ${i} ${id}`).toBeLessThanOrEqual(1e-5);
+        // Sliding windows and score soft-capping with attention in query chunks (what long windows get),
+        // forced here at seq 7: the same reference.
+        const budget = setChunkScoreBytes(0);
+        try {
+          expect(relErr((await arch.runBlock(i, load(arch.blockTensors(i)), x, seq, false)).out, e.out), `block ${i}, chunked attention`).toBeLessThanOrEqual(1e-5);
+        } finally {
+          setChunkScoreBytes(budget);
+        }
         x = r.out;
         ref = e.out;
       }

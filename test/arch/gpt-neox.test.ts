@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { createGptNeox } from '../../src/arch/gpt-neox.js';
 import type { Architecture, Weights } from '../../src/arch/types.js';
 import { rng } from './reference.js';
+import { defaultInv, yarn } from './rope-reference.js';
 
 // ---------- deterministic random tensors ----------
 
@@ -90,6 +91,8 @@ interface NeoxCfg {
   parallel: boolean;
   act: string;
   eps: number;
+  /** A scaled RoPE: the config's rope_scaling and HF's inverse frequencies / attention factor for `rot` rotary dims. */
+  scaling?: { config: Record<string, unknown>; inv: (rot: number) => number[]; scale: number };
 }
 
 function configJson(c: NeoxCfg): Record<string, unknown> {
@@ -111,6 +114,7 @@ function configJson(c: NeoxCfg): Record<string, unknown> {
     bos_token_id: 0,
     eos_token_id: 0,
     torch_dtype: 'float16',
+    ...(c.scaling ? { rope_scaling: c.scaling.config } : {}),
   };
 }
 
@@ -149,19 +153,22 @@ interface Trace {
   logits: F64;
 }
 
-/** Per head: rotary on dims [0, rot) with rotate_half pairing (d, d + rot/2); dims [rot, hd) pass through. */
-function rotate(x: F64, T: number, seq: number, heads: number, hd: number, rot: number, base: number): void {
+/**
+ * Per head: rotary on dims [0, rot) with rotate_half pairing (d, d + rot/2); dims [rot, hd) pass through.
+ * Angles pos·inv[d] (plain RoPE: inv[d] = base^(-2d/rot)); cos and sin times `scale` (yarn's attention factor).
+ */
+function rotate(x: F64, T: number, seq: number, heads: number, hd: number, rot: number, inv: number[], scale: number): void {
   const half = rot / 2;
   for (let t = 0; t < T; t++) {
     const pos = t % seq;
     for (let h = 0; h < heads; h++) {
       const o = t * heads * hd + h * hd;
       for (let d = 0; d < half; d++) {
-        const angle = pos * Math.pow(base, (-2 * d) / rot);
+        const angle = pos * inv[d];
         const a = x[o + d];
         const b = x[o + d + half];
-        x[o + d] = a * Math.cos(angle) - b * Math.sin(angle);
-        x[o + d + half] = b * Math.cos(angle) + a * Math.sin(angle);
+        x[o + d] = (a * Math.cos(angle) - b * Math.sin(angle)) * scale;
+        x[o + d + half] = (b * Math.cos(angle) + a * Math.sin(angle)) * scale;
       }
     }
   }
@@ -205,8 +212,9 @@ function referenceForward(c: NeoxCfg, w: Weights, ids: Int32Array, seq: number):
         }
       }
     }
-    rotate(q, T, seq, c.heads, hd, rot, c.base);
-    rotate(k, T, seq, c.heads, hd, rot, c.base);
+    const inv = c.scaling ? c.scaling.inv(rot) : defaultInv(c.base, rot);
+    rotate(q, T, seq, c.heads, hd, rot, inv, c.scaling?.scale ?? 1);
+    rotate(k, T, seq, c.heads, hd, rot, inv, c.scaling?.scale ?? 1);
 
     const oIn = new Float64Array(T * H);
     for (let w0 = 0; w0 < T; w0 += seq) {
@@ -284,6 +292,12 @@ const cases: [string, NeoxCfg][] = [
   ['pythia-style: parallel residual, rotary_pct 0.25', { ...base, rotaryPct: 0.25, base: 10000, parallel: true }],
   ['sequential residual, rotary_pct 1.0, base 500', { ...base, rotaryPct: 1.0, base: 500, parallel: false }],
   ['parallel residual, rotary_pct 0.5, gelu_new, eps 1e-6', { ...base, rotaryPct: 0.5, base: 10000, parallel: true, act: 'gelu_new', eps: 1e-6 }],
+  // Scaled RoPE over the rotated dims only (rope.ts; HF passes rotary_pct to modeling_rope_utils as the partial factor).
+  [
+    'rotary_pct 0.5 with yarn (factor 4, original 16): ramp over the 8 rotated dims, attention factor on them only',
+    { ...base, rotaryPct: 0.5, base: 100, parallel: true, scaling: { config: { rope_type: 'yarn', factor: 4, original_max_position_embeddings: 16 }, inv: (rot) => yarn(100, rot, 64 / 16, 16).inv, scale: yarn(100, 8, 4, 16).attention } },
+  ],
+  ['rotary_pct 0.25 with linear factor 3', { ...base, rotaryPct: 0.25, base: 100, parallel: false, scaling: { config: { type: 'linear', factor: 3 }, inv: (rot) => defaultInv(100, rot).map((v) => v / 3), scale: 1 } }],
 ];
 
 const SEQ = 16;

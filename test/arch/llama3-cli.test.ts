@@ -16,6 +16,7 @@ import { writeFolder } from './gemma-reference.js';
 import { llamaCheckpoint, refBlock, refLogits, type LlamaCase } from './llama-reference.js';
 import { checkPattern, refPerplexity } from './moe-cli-helpers.js';
 import { MemoryCheckpoint, rng, ropeInv, type F64 } from './reference.js';
+import { llama3Inv } from './rope-reference.js';
 
 const VOCAB = 512; // the stories260K tokenizer's
 const SEQ = 32;
@@ -55,18 +56,6 @@ const CONFIG = {
   vocab_size: VOCAB,
 };
 const CASE: LlamaCase = { title: 'llama3', config: CONFIG, qkvBias: false, oBias: false, mlpBias: false, qkNorm: false };
-
-/** HF's _compute_llama3_parameters in float64: factor 32, low/high 1/4, original 8192, theta 500000. */
-function llama3Inv(): number[] {
-  return Array.from({ length: D / 2 }, (_, i) => {
-    const inv = 1 / Math.pow(500000, (2 * i) / D);
-    const wavelen = (2 * Math.PI) / inv;
-    if (wavelen < 8192 / 4) return inv;
-    if (wavelen > 8192 / 1) return inv / 32;
-    const smooth = (8192 / wavelen - 1) / (4 - 1);
-    return ((1 - smooth) * inv) / 32 + smooth * inv;
-  });
-}
 
 const RUNS = { 'wanda-50': ['wanda', '--sparsity', '0.5'], 'wanda-24': ['wanda', '--pattern', '2:4'], 'sparsegpt-50': ['sparsegpt', '--sparsity', '0.5'], 'sparsegpt-24': ['sparsegpt', '--pattern', '2:4'] } as const;
 type RunName = keyof typeof RUNS;
@@ -137,7 +126,7 @@ describe('a Llama 3 checkpoint (rope_type llama3) through the CLI', () => {
     const ck = new MemoryCheckpoint(rng(0));
     for (const n of ckpt.tensorNames()) ck.tensors.set(n, ckpt.readFloat32(n));
     ckpt.close();
-    const inv = llama3Inv();
+    const inv = llama3Inv(500000, D, 32, 1, 4, 8192);
     let x: F64 = new Float64Array(stream.length * HIDDEN);
     const table = ck.get('model.embed_tokens.weight');
     stream.forEach((id, t) => x.set(table.subarray(id * HIDDEN, (id + 1) * HIDDEN), t * HIDDEN));

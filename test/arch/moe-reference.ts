@@ -42,6 +42,8 @@ export interface MoeShape {
   /** HF's sliding window of layer i (mixtral: sliding_window; qwen3_moe: with use_sliding_window; qwen2_moe: layer_types). */
   window: (i: number) => number | undefined;
   act: string;
+  /** A scaled RoPE's rotary step on x [T, heads, D] (rope.test.ts); absent: plain RoPE with theta. */
+  rotary?: (x: F64, T: number, heads: number, D: number, seq: number) => void;
 }
 
 export function shapeOf(type: MoeType, cfg: Record<string, unknown>, fused: boolean): MoeShape {
@@ -207,8 +209,9 @@ export function refBlock(s: MoeShape, w: (n: string) => Float32Array, i: number,
     q = rmsNorm(q, D, w(`${p}self_attn.q_norm.weight`), eps);
     k = rmsNorm(k, D, w(`${p}self_attn.k_norm.weight`), eps);
   }
-  rope(q, T, H, D, seq, s.theta);
-  rope(k, T, KV, D, seq, s.theta);
+  const rotate = s.rotary ?? ((x: F64, n: number, heads: number, d: number, len: number) => rope(x, n, heads, d, len, s.theta));
+  rotate(q, T, H, D, seq);
+  rotate(k, T, KV, D, seq);
   const oIn = attention(q, k, v, T, seq, H, KV, D, 1 / Math.sqrt(D), s.window(i));
   const hMid = add(x, lin(oIn, 'self_attn.o_proj', h, H * D));
   const mlpIn = rmsNorm(hMid, h, w(`${p}post_attention_layernorm.weight`), eps);

@@ -1,10 +1,12 @@
 /**
  * The graph building blocks on their own, against float64 formulas: every activation (the erf and tanh
  * GELU forms told apart, which the fixture tolerance cannot do), partial rotary, RMSNorm over heads,
- * and the mask / RoPE tables fed to attention.
+ * and the mask fed to attention (RoPE tables: rope.test.ts).
  */
 import { describe, expect, it } from 'vitest';
-import { ACTIVATIONS, activation, alibiKeyBias, alibiSlopes, attentionChunks, attentionInputs, causalAttention, causalMask, rmsNorm, rotary, ropeTables, setChunkScoreBytes, splitHeads, type AttentionShape } from '../../src/arch/ops.js';
+import { ACTIVATIONS, activation, alibiKeyBias, alibiSlopes, attentionChunks, attentionInputs, causalAttention, causalMask, rmsNorm, rotary, setChunkScoreBytes, splitHeads, type AttentionShape } from '../../src/arch/ops.js';
+import { ConfigReader } from '../../src/arch/config.js';
+import { readRope } from '../../src/arch/rope.js';
 import { GraphBuilder } from '../../src/engine/graph.js';
 import { run, session, tensor } from '../../src/engine/session.js';
 import { act, attention, erf, normal, relErr, rng } from './reference.js';
@@ -70,7 +72,7 @@ describe('rotary and per-head RMSNorm', () => {
       g.output(rotary(g, splitHeads(g, xi, att.seq, Hh, D), att.cos!, att.sin!, D, R), 'float32', undefined, 'y');
       return g.toBytes();
     });
-    const t = ropeTables(S, R, theta);
+    const t = readRope(new ConfigReader({ rope_theta: theta }, 'config.json'), { headDim: R, defaultTheta: theta, maxPositions: S }).tables(S);
     const out = await run(s, { x: tensor(x, [B * S, Hh * D]), mask: tensor(causalMask(S), [S, S]), cos: tensor(t.cos, [S, R]), sin: tensor(t.sin, [S, R]) }, {}, ['y']);
     expect(out.y.dims).toEqual([B, S, Hh, D]);
     const y = out.y.data as Float32Array;
@@ -118,22 +120,6 @@ describe('attention feeds', () => {
     const w = causalMask(4, 2); // HF: key j visible to query i iff i - j < 2
     expect(Array.from(w)).toEqual([0, -Infinity, -Infinity, -Infinity, 0, 0, -Infinity, -Infinity, -Infinity, 0, 0, -Infinity, -Infinity, -Infinity, 0, 0]);
     expect(causalMask(4, 9)).toBe(causalMask(4));
-  });
-
-  it('ropeTables: cos/sin of p·theta^(-2i/R), halves repeated, within float32 angle rounding', () => {
-    const S = 64, R = 16, theta = 10000;
-    const { cos, sin } = ropeTables(S, R, theta);
-    let err = 0;
-    for (let p = 0; p < S; p++)
-      for (let i = 0; i < R / 2; i++) {
-        const a = p * Math.pow(theta, (-2 * i) / R);
-        expect(cos[p * R + i]).toBe(cos[p * R + R / 2 + i]);
-        expect(sin[p * R + i]).toBe(sin[p * R + R / 2 + i]);
-        err = Math.max(err, Math.abs(cos[p * R + i] - Math.cos(a)), Math.abs(sin[p * R + i] - Math.sin(a)));
-      }
-    // Angles up to 63 rad carry float32 rounding of ~63·2^-24 ≈ 4e-6 (HF computes them in float32 too).
-    expect(err).toBeLessThanOrEqual(1e-5);
-    expect(err).toBeGreaterThan(0);
   });
 });
 

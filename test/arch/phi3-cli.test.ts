@@ -2,7 +2,7 @@
  * A random Phi-4-mini-style checkpoint (HF config.json and tensor names, fused qkv_proj / gate_up_proj, GQA,
  * partial rotary 0.75, longrope, a sliding window shorter than the windows, BF16 weights, the bundled
  * stories260K tokenizer) through the real CLI: Wanda and SparseGPT at 50% and 2:4, then eval / inspect / export
- * on the results, and the structured options refused for the fused matrices. Patterns are checked on the
+ * on the results, and --heads refused for the fused qkv_proj. Patterns are checked on the
  * written tensors themselves, the fused ones included; eval's perplexity against the float64 reference of
  * phi3-reference.ts on the pruned weights.
  */
@@ -14,8 +14,11 @@ import { Checkpoint } from '../../src/io/checkpoint.js';
 import { loadTokenizer } from '../../src/tokenize/tokenizer.js';
 import type { InspectSummary } from '../../src/inspect/summary.js';
 import { REPO, runShears, type Run } from '../helpers/cli.js';
+import { SafetensorsWriter } from '../../src/io/safetensors/writer.js';
 import { writeFolder } from './gemma-reference.js';
-import { phi3Checkpoint, refLogits, type Dims, type RefModel } from './phi3-reference.js';
+import { checkPattern, refPerplexity } from './moe-cli-helpers.js';
+import { phi3Checkpoint, refBlock, refEmbed, refLogits, type Dims, type RefModel } from './phi3-reference.js';
+import { randomIds, rng } from './reference.js';
 
 const VOCAB = 512; // the stories260K tokenizer's
 const SEQ = 32;
@@ -51,11 +54,17 @@ const CONFIG = {
   vocab_size: VOCAB,
 };
 
+/** Windows of SEQ ≤ original_max_position_embeddings: short factors; attention factor √(1 + ln(max / original) / ln original). */
+const REF_ROPE = { theta: 10000, rotaryDim: 12, factors: CONFIG.rope_scaling.short_factor, scale: Math.sqrt(1 + Math.log(131072 / 4096) / Math.log(4096)) };
+
 const RUNS = { 'wanda-50': ['wanda', '--sparsity', '0.5'], 'wanda-24': ['wanda', '--pattern', '2:4'], 'sparsegpt-50': ['sparsegpt', '--sparsity', '0.5'], 'sparsegpt-24': ['sparsegpt', '--pattern', '2:4'] } as const;
 type RunName = keyof typeof RUNS;
 const PRUNABLE = ['self_attn.qkv_proj', 'self_attn.o_proj', 'mlp.gate_up_proj', 'mlp.down_proj'];
 
+const WINDOWS = 8;
+const calibIds = randomIds(rng(5), WINDOWS * SEQ, VOCAB);
 const root = mkdtempSync(join(tmpdir(), 'shears-phi3-cli-'));
+const calib = join(root, 'calib.safetensors');
 const model = join(root, 'phi3');
 const text = join(root, 'eval.txt');
 const pruned = new Map<RunName, Run>();
@@ -66,18 +75,14 @@ beforeAll(async () => {
   mkdirSync(model);
   writeFolder(model, phi3Checkpoint(D, 71), CONFIG, 'BF16');
   for (const t of ['tokenizer.json', 'tokenizer_config.json']) copyFileSync(join(REPO, 'models', 'stories260K', t), join(model, t));
+  const w = new SafetensorsWriter(calib, [{ name: 'input_ids', dtype: 'I32', shape: [WINDOWS, SEQ] }], { format: 'pt' });
+  w.write('input_ids', calibIds);
+  w.finish();
   const entries = Object.entries(RUNS) as [RunName, readonly string[]][];
-  const results = await Promise.all(
-    entries.map(([name, [method, ...pattern]]) => runShears(root, 'prune', 'phi3', '--method', method, ...pattern, '--calibration', 'tinystories', '--nsamples', '8', '--seqlen', String(SEQ), '--out', `phi3-${name}`)),
-  );
+  const results = await Promise.all(entries.map(([name, [method, ...pattern]]) => runShears(root, 'prune', 'phi3', '--method', method, ...pattern, '--calib-tokens', calib, '--out', `phi3-${name}`)));
   entries.forEach(([name], i) => pruned.set(name, results[i]));
 }, 600_000);
 
-function zeros(a: Float32Array): number {
-  let z = 0;
-  for (const v of a) if (v === 0) z++;
-  return z;
-}
 
 describe('Phi-3 through the CLI', () => {
   it.each(Object.keys(RUNS) as RunName[])('prune %s: the pattern holds on every prunable tensor, fused ones included; norms, embeddings and head byte-identical; names, shapes, dtypes and config kept', (run) => {
@@ -100,24 +105,49 @@ describe('Phi-3 through the CLI', () => {
           expect(Buffer.from(out.readBytes(t)).equals(Buffer.from(src.readBytes(t))), `${t} untouched`).toBe(true);
           continue;
         }
-        const w = out.readFloat32(t);
         const [rows, cols] = out.info(t).shape;
-        if (run.endsWith('-24')) {
-          for (let r0 = 0; r0 < rows; r0++) {
-            for (let c = 0; c < cols; c += 4) expect(zeros(w.subarray(r0 * cols + c, r0 * cols + c + 4)), `${t} row ${r0} cols ${c}..${c + 3}`).toBeGreaterThanOrEqual(2);
-          }
-        } else if (run.startsWith('wanda')) {
-          // Wanda compares weights within each output row: exactly half of every row, in every part of a fused matrix.
-          for (let r0 = 0; r0 < rows; r0++) expect(zeros(w.subarray(r0 * cols, (r0 + 1) * cols)), `${t} row ${r0}`).toBe(cols / 2);
-        } else {
-          // SparseGPT picks half of each column block over all rows of the (fused) matrix.
-          expect(zeros(w) / w.length, t).toBeGreaterThanOrEqual(0.5);
-          expect(zeros(w) / w.length, t).toBeLessThan(0.51);
-        }
+        // Wanda: half of every row, in every part of a fused matrix; SparseGPT: half of each column block.
+        checkPattern({ label: t, tensor: t, block: 0, rows, cols, data: out.readFloat32(t) }, run, false);
       }
       for (const f of ['config.json', 'tokenizer.json']) expect(readFileSync(join(root, `phi3-${run}`, f), 'utf8')).toBe(readFileSync(join(model, f), 'utf8'));
       const report = JSON.parse(readFileSync(join(root, `phi3-${run}`, 'shears-report.json'), 'utf8')) as { layers: { tensor: string }[] };
       expect(new Set(report.layers.map((l) => l.tensor))).toEqual(prunable);
+    } finally {
+      src.close();
+      out.close();
+    }
+  });
+
+  it('Wanda 50% in block 0: every layer, the fused ones included, keeps the half of each row that a float64 Wanda with one column-norm statistic per input keeps', () => {
+    const src = Checkpoint.openFolder(model);
+    const out = Checkpoint.openFolder(join(root, 'phi3-wanda-50'));
+    try {
+      const m: RefModel = { w: (n) => src.readFloat32(n), d: D, eps: 1e-5, activation: 'silu', window: 24, rope: REF_ROPE, tied: false };
+      // Block 0 sees the embeddings; Wanda gathers all of its statistics in one pass of the dense block.
+      const { inputs } = refBlock(m, 0, refEmbed(m, calibIds), SEQ);
+      const layers: [string, string][] = [['self_attn.qkv_proj', 'attn_in'], ['self_attn.o_proj', 'o_in'], ['mlp.gate_up_proj', 'mlp_in'], ['mlp.down_proj', 'down_in']];
+      for (const [layer, input] of layers) {
+        const t = `model.layers.0.${layer}.weight`;
+        const [rows, cols] = src.info(t).shape;
+        const x = inputs[input as keyof typeof inputs];
+        const norm = new Float64Array(cols);
+        for (let i = 0; i < x.length; i++) norm[i % cols] += x[i] ** 2;
+        const W = src.readFloat32(t);
+        const kept = out.readFloat32(t);
+        let checked = 0;
+        for (let r = 0; r < rows; r++) {
+          const score = Array.from({ length: cols }, (_, j) => Math.abs(W[r * cols + j]) * Math.sqrt(norm[j]));
+          const sorted = [...score].sort((a, b) => a - b);
+          const cut = (sorted[cols / 2 - 1] + sorted[cols / 2]) / 2;
+          for (let j = 0; j < cols; j++) {
+            // Scores within 1e-5 of the cut could fall either way in float32 statistics: not asserted.
+            if (Math.abs(score[j] - cut) <= 1e-5 * cut) continue;
+            expect(kept[r * cols + j] !== 0, `${t} row ${r} col ${j}`).toBe(score[j] > cut);
+            checked++;
+          }
+        }
+        expect(checked, t).toBeGreaterThan(0.99 * rows * cols);
+      }
     } finally {
       src.close();
       out.close();
@@ -132,19 +162,11 @@ describe('Phi-3 through the CLI', () => {
     const got = JSON.parse(r.stdout) as { perplexity: number };
     const stream = loadTokenizer(dir).encode(readFileSync(text, 'utf8')).subarray(0, 256);
     const ckpt = Checkpoint.openFolder(dir);
-    const m: RefModel = { w: (n) => ckpt.readFloat32(n), d: D, eps: 1e-5, activation: 'silu', window: 24, rope: { theta: 10000, rotaryDim: 12, factors: CONFIG.rope_scaling.short_factor, scale: Math.sqrt(1 + Math.log(131072 / 4096) / Math.log(4096)) }, tied: false };
+    const m: RefModel = { w: (n) => ckpt.readFloat32(n), d: D, eps: 1e-5, activation: 'silu', window: 24, rope: REF_ROPE, tied: false };
     const logits = refLogits(m, stream, SEQ);
     ckpt.close();
-    let nll = 0;
-    let n = 0;
-    for (let t = 0; t < stream.length; t++) {
-      if ((t + 1) % SEQ === 0) continue; // the last token of a window has no target inside it
-      const row = logits.subarray(t * VOCAB, (t + 1) * VOCAB);
-      const max = Math.max(...row);
-      nll += max + Math.log(row.reduce((s, v) => s + Math.exp(v - max), 0)) - row[stream[t + 1]];
-      n++;
-    }
-    expect(Math.abs(got.perplexity - Math.exp(nll / n)) / Math.exp(nll / n)).toBeLessThanOrEqual(1e-5);
+    const want = refPerplexity(logits, stream, SEQ, VOCAB);
+    expect(Math.abs(got.perplexity - want) / want).toBeLessThanOrEqual(1e-5);
   });
 
   it('inspect reads the 2:4 output: 2:4 on every fused and plain prunable tensor, names, shapes and dtypes', async () => {
@@ -180,14 +202,11 @@ describe('Phi-3 through the CLI', () => {
     }
   });
 
-  it.each([
-    ['--channels', /--channels: phi3 stores gate and up fused in mlp\.gate_up_proj/],
-    ['--heads', /--heads: phi3 stores q, k and v fused in self_attn\.qkv_proj/],
-  ])('prune %s is refused with exit 2 and writes nothing', async (option, message) => {
-    const r = await runShears(root, 'prune', 'phi3', option, '0.25', '--calibration', 'tinystories', '--nsamples', '2', '--seqlen', String(SEQ), '--out', `phi3-refused${option}`);
+  it('prune --heads is refused with exit 2 and writes nothing (q, k and v are one fused matrix)', async () => {
+    const r = await runShears(root, 'prune', 'phi3', '--heads', '0.25', '--calibration', 'tinystories', '--nsamples', '2', '--seqlen', String(SEQ), '--out', 'phi3-refused');
     expect(r.status).toBe(2);
-    expect(r.stderr).toMatch(message);
+    expect(r.stderr).toMatch(/--heads: phi3 stores q, k and v fused in self_attn\.qkv_proj/);
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
-    expect(existsSync(join(root, `phi3-refused${option}`))).toBe(false);
+    expect(existsSync(join(root, 'phi3-refused'))).toBe(false);
   });
 });

@@ -4,7 +4,8 @@
  * first cos.shape[-1] dims, Phi3RotaryEmbedding's inverse frequencies and cos/sin scaling), and tiny random
  * checkpoints with HF's tensor names, for the Phi-3 adapter and CLI tests.
  */
-import { act, add, attention, linear, MemoryCheckpoint, rmsNorm, rng, type F64 } from './reference.js';
+import { act, add, attention, linear, MemoryCheckpoint, rmsNorm, rng, ropeInv, type F64 } from './reference.js';
+import { defaultInv, longropeInv } from './rope-reference.js';
 
 export interface Dims {
   hidden: number;
@@ -58,23 +59,7 @@ export interface RefModel {
 
 /** apply_rotary_pos_emb in place on x [T, heads, D]: rotate_half over the first rotaryDim dims, position t mod seq. */
 export function partialRope(x: F64, T: number, heads: number, D: number, seq: number, r: RefRope): void {
-  const half = r.rotaryDim / 2;
-  const scale = r.scale ?? 1;
-  const invFreq = Array.from({ length: half }, (_, i) => 1 / ((r.factors?.[i] ?? 1) * Math.pow(r.theta, (2 * i) / r.rotaryDim)));
-  for (let t = 0; t < T; t++) {
-    const p = t % seq;
-    for (let h = 0; h < heads; h++) {
-      const o = (t * heads + h) * D;
-      for (let i = 0; i < half; i++) {
-        const c = Math.cos(p * invFreq[i]) * scale;
-        const s = Math.sin(p * invFreq[i]) * scale;
-        const x1 = x[o + i];
-        const x2 = x[o + half + i];
-        x[o + i] = x1 * c - x2 * s;
-        x[o + half + i] = x2 * c + x1 * s;
-      }
-    }
-  }
+  ropeInv(x, T, heads, D, seq, r.factors ? longropeInv(r.theta, r.rotaryDim, r.factors) : defaultInv(r.theta, r.rotaryDim), r.scale);
 }
 
 /** Columns [from, from + n) of rows of width `width`. */

@@ -8,7 +8,7 @@
  * cos/sin times √(1 + ln(max / original) / ln original)) in three styles: Phi-3-mini-128k's first config
  * (type "su"), Phi-4-mini's (partial rotary, BF16), and transformers 5's rope_parameters.
  */
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -16,7 +16,9 @@ import { createPhi3 } from '../../src/arch/phi3.js';
 import { architectureFor } from '../../src/arch/registry.js';
 import type { Weights } from '../../src/arch/types.js';
 import { Checkpoint } from '../../src/io/checkpoint.js';
-import { planChannels, planHeads } from '../../src/structured/plan.js';
+import { SafetensorsWriter } from '../../src/io/safetensors/writer.js';
+import { runStructuredPrune, type StructuredJob } from '../../src/structured/job.js';
+import { planHeads } from '../../src/structured/plan.js';
 import { writeFolder } from './gemma-reference.js';
 import { phi3Checkpoint, refBlock, refEmbed, refHead, type Dims, type RefModel, type RefRope } from './phi3-reference.js';
 import { randomIds, relErr, rng } from './reference.js';
@@ -169,9 +171,8 @@ describe('phi3 adapter', () => {
     expect(() => createPhi3({ model_type: 'phi3', sliding_window: 0 }, 'm/config.json')).toThrow('m/config.json: sliding_window must be a positive integer, got 0');
   });
 
-  it('structured --channels and --heads are refused for the fused matrices (exit 2), naming the tensor', () => {
+  it('structured --heads is refused for the fused qkv_proj (exit 2), naming the tensor', () => {
     const spec = createPhi3({ model_type: 'phi3', hidden_size: 64, num_attention_heads: 8 }, 'config.json').spec;
-    expect(() => planChannels(spec, 0.25)).toThrow(/--channels: phi3 stores gate and up fused in mlp.gate_up_proj/);
     expect(() => planHeads(spec, 0.25)).toThrow(/--heads: phi3 stores q, k and v fused in self_attn.qkv_proj/);
     const thrown = (f: () => unknown): unknown => {
       try {
@@ -181,7 +182,68 @@ describe('phi3 adapter', () => {
       }
       return undefined;
     };
-    expect(thrown(() => planChannels(spec, 0.25))).toMatchObject({ exitCode: 2 });
     expect(thrown(() => planHeads(spec, 0.25))).toMatchObject({ exitCode: 2 });
+  });
+
+  it('structured --channels 0.25 cuts the same channels from the gate and up parts of gate_up_proj and from down_proj; intermediate_size follows; the result runs as HF would run it', async () => {
+    const c = CASES[1]; // GQA, partial rotary, BF16 on disk, tied
+    const d: Dims = { ...c.d, inter: 48 };
+    const config = { ...c.config, intermediate_size: 48, torch_dtype: 'float32' };
+    const dense = join(tmp, 'channels-dense');
+    mkdirSync(dense);
+    writeFolder(dense, phi3Checkpoint(d, 9, true), config, 'F32');
+    const ids = join(tmp, 'channels-ids.safetensors');
+    const w = new SafetensorsWriter(ids, [{ name: 'input_ids', dtype: 'I32', shape: [4, 16] }], { format: 'pt' });
+    w.write('input_ids', randomIds(rng(2), 64, VOCAB));
+    w.finish();
+    const job = (out: string, method: string) => ({ model: dense, out, method, calibration: 'tinystories', nsamples: 4, seqlen: 16, calibTokens: ids, channels: 0.25 }) as StructuredJob;
+    // magnitude: channels ranked by weight norms and cut without re-solving, so every kept value is a copy.
+    const out = join(tmp, 'channels-magnitude');
+    const rep = await runStructuredPrune(job(out, 'magnitude'));
+    expect(rep.structured.channels).toEqual({ before: 48, after: 36, removed: 12 });
+    expect(JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')).intermediate_size).toBe(36);
+    const src = Checkpoint.openFolder(dense);
+    const got = Checkpoint.openFolder(out);
+    try {
+      for (let b = 0; b < d.layers; b++) {
+        const p = `model.layers.${b}.`;
+        expect(got.info(`${p}mlp.gate_up_proj.weight`).shape).toEqual([72, d.hidden]);
+        expect(got.info(`${p}mlp.down_proj.weight`).shape).toEqual([d.hidden, 36]);
+        // The kept channels, read off down_proj's columns; then row j of gate and row 48 + j of up for each.
+        const down = src.readFloat32(`${p}mlp.down_proj.weight`);
+        const downCut = got.readFloat32(`${p}mlp.down_proj.weight`);
+        const column = (m: Float32Array, width: number, j: number) => Array.from({ length: d.hidden }, (_, r) => m[r * width + j]).join(',');
+        const bySignature = new Map(Array.from({ length: 48 }, (_, j) => [column(down, 48, j), j]));
+        const kept = Array.from({ length: 36 }, (_, j) => bySignature.get(column(downCut, 36, j))!);
+        expect(kept.every((j) => j !== undefined)).toBe(true);
+        expect(new Set(kept).size).toBe(36);
+        const gateUp = src.readFloat32(`${p}mlp.gate_up_proj.weight`);
+        const gateUpCut = got.readFloat32(`${p}mlp.gate_up_proj.weight`);
+        const row = (m: Float32Array, r: number) => Array.from(m.subarray(r * d.hidden, (r + 1) * d.hidden));
+        kept.forEach((j, k) => {
+          expect(row(gateUpCut, k), `${p} gate row of channel ${j}`).toEqual(row(gateUp, j));
+          expect(row(gateUpCut, 36 + k), `${p} up row of channel ${j}`).toEqual(row(gateUp, 48 + j));
+        });
+      }
+    } finally {
+      src.close();
+      got.close();
+    }
+    // The re-solved variant loads with the narrower config and matches the float64 Phi-3 forward of its weights.
+    const solved = join(tmp, 'channels-sparsegpt');
+    await runStructuredPrune(job(solved, 'sparsegpt'));
+    const ck = Checkpoint.openFolder(solved);
+    try {
+      const arch = architectureFor(ck.config, join(solved, 'config.json'), ck);
+      expect(arch.spec.intermediateSize).toBe(36);
+      const m: RefModel = { w: (n) => ck.readFloat32(n), d: { ...d, inter: 36 }, eps: 1e-5, activation: 'silu', window: c.window, rope: c.rope, tied: true };
+      const seq = 9;
+      const tokens = randomIds(rng(4), seq, VOCAB);
+      const x = await arch.embed(new Map([['model.embed_tokens.weight', ck.readFloat32('model.embed_tokens.weight')]]), tokens, seq);
+      const r = await arch.runBlock(0, new Map(arch.blockTensors(0).map((n) => [n, ck.readFloat32(n)])), x, seq, false);
+      expect(relErr(r.out, refBlock(m, 0, refEmbed(m, tokens), seq).out)).toBeLessThanOrEqual(1e-5);
+    } finally {
+      ck.close();
+    }
   });
 });

@@ -50,7 +50,10 @@ export class MemoryCheckpoint implements TensorSource {
   }
   readFloat32(name: string): Float32Array {
     return this.get(name);
+  }  readFloat32Range(name: string, start: number, count: number): Float32Array {
+    return this.get(name).slice(start, start + count);
   }
+
   pick(names: string[]): Weights {
     return new Map(names.map((n) => [n, this.get(n)]));
   }

@@ -18,58 +18,13 @@ import { ShearsError } from '../../src/errors.js';
 import { Checkpoint } from '../../src/io/checkpoint.js';
 import { writeFolder } from './gemma-reference.js';
 import { expectMatchesReference, llamaCheckpoint, type LlamaCase } from './llama-reference.js';
-import { MemoryCheckpoint, relErr, rng, ropeInv } from './reference.js';
+import { moeCheckpoint, refBlock as moeRefBlock, refEmbed as moeRefEmbed, refLogits as moeRefLogits, shapeOf, type MoeType } from './moe-reference.js';
+import { MemoryCheckpoint, randomIds, relErr, rng, ropeInv, type F64 } from './reference.js';
+import { defaultInv, dynamicInv, llama3Inv, longropeInv, yarn } from './rope-reference.js';
 
 const TOL = 1e-5;
 const D = 8; // head_dim = 32 / 4
 const THETA = 100; // small, so that with D = 8 the frequencies span the llama3 / yarn bands
-
-// ---------- HF's inverse frequencies and attention factors, float64 (modeling_rope_utils.py) ----------
-
-/** _compute_default_rope_parameters: 1 / base^(2i/dim). */
-function defaultInv(base: number, dim: number): number[] {
-  return Array.from({ length: dim / 2 }, (_, i) => 1 / Math.pow(base, (2 * i) / dim));
-}
-
-/** _compute_dynamic_ntk_parameters for a forward over seq positions (seq_len = max(seq, max_position_embeddings)). */
-function dynamicInv(base: number, dim: number, factor: number, seq: number, maxPos: number): number[] {
-  const len = Math.max(seq, maxPos);
-  return defaultInv(base * ((factor * len) / maxPos - (factor - 1)) ** (dim / (dim - 2)), dim);
-}
-
-/** _compute_llama3_parameters. */
-function llama3Inv(base: number, dim: number, factor: number, low: number, high: number, old: number): number[] {
-  return defaultInv(base, dim).map((inv) => {
-    const wavelen = (2 * Math.PI) / inv;
-    if (wavelen < old / high) return inv;
-    if (wavelen > old / low) return inv / factor;
-    const smooth = (old / wavelen - low) / (high - low);
-    return ((1 - smooth) * inv) / factor + smooth * inv;
-  });
-}
-
-/** _compute_yarn_parameters: the ramp-blended frequencies and the attention factor. */
-function yarn(base: number, dim: number, factor: number, original: number, o: { betaFast?: number; betaSlow?: number; truncate?: boolean; mscale?: number; mscaleAll?: number; attention?: number } = {}) {
-  const corr = (rot: number) => (dim * Math.log(original / (rot * 2 * Math.PI))) / (2 * Math.log(base));
-  let low = corr(o.betaFast ?? 32);
-  let high = corr(o.betaSlow ?? 1);
-  if (o.truncate ?? true) [low, high] = [Math.floor(low), Math.ceil(high)];
-  low = Math.max(low, 0);
-  high = Math.min(high, dim - 1);
-  if (low === high) high += 0.001;
-  const inv = defaultInv(base, dim).map((e, i) => {
-    const extrapolation = 1 - Math.min(1, Math.max(0, (i - low) / (high - low)));
-    return (e / factor) * (1 - extrapolation) + e * extrapolation;
-  });
-  const m = (s: number, k = 1) => (s <= 1 ? 1 : 0.1 * k * Math.log(s) + 1);
-  const attention = o.attention ?? (o.mscale && o.mscaleAll ? m(factor, o.mscale) / m(factor, o.mscaleAll) : m(factor));
-  return { inv, attention };
-}
-
-/** _compute_longrope_parameters: 1 / (ext_i · base^(2i/dim)). */
-function longropeInv(base: number, dim: number, ext: number[]): number[] {
-  return defaultInv(base, dim).map((v, i) => v / ext[i]);
-}
 
 // ---------- cases ----------
 
@@ -200,6 +155,53 @@ describe.each(CASES)('$title', (c) => {
   });
 });
 
+/** The MoE families read RoPE through rope.ts too: HF-style configs with scaled RoPE, blocks and logits. */
+const MOE_ATTN = { hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, vocab_size: 50, hidden_act: 'silu' };
+const MOE_CASES: { title: string; type: MoeType; config: Record<string, unknown>; ref: RopeCase['ref'] }[] = [
+  {
+    title: 'qwen3_moe, transformers 4 yarn (Qwen3-30B-A3B style)',
+    type: 'qwen3_moe',
+    config: { ...MOE_ATTN, model_type: 'qwen3_moe', head_dim: D, intermediate_size: 40, moe_intermediate_size: 12, num_experts: 4, num_experts_per_tok: 2, norm_topk_prob: true, rms_norm_eps: 1e-6, max_position_embeddings: 128, rope_theta: THETA, rope_scaling: { rope_type: 'yarn', factor: 4, original_max_position_embeddings: 32 }, torch_dtype: 'bfloat16' },
+    ref: () => {
+      const y = yarn(THETA, D, 4, 32);
+      return { inv: y.inv, scale: y.attention };
+    },
+  },
+  {
+    title: 'mixtral, transformers 5 dynamic NTK past max_position_embeddings',
+    type: 'mixtral',
+    config: { ...MOE_ATTN, model_type: 'mixtral', intermediate_size: 24, num_local_experts: 4, num_experts_per_tok: 2, rms_norm_eps: 1e-5, max_position_embeddings: 12, rope_parameters: { rope_type: 'dynamic', factor: 2, rope_theta: THETA }, dtype: 'float32' },
+    ref: (seq) => ({ inv: dynamicInv(THETA, D, 2, seq, 12), scale: 1 }),
+  },
+  {
+    title: 'qwen2_moe, transformers 4 linear',
+    type: 'qwen2_moe',
+    config: { ...MOE_ATTN, model_type: 'qwen2_moe', intermediate_size: 40, moe_intermediate_size: 12, shared_expert_intermediate_size: 20, num_experts: 4, num_experts_per_tok: 2, rms_norm_eps: 1e-6, max_position_embeddings: 64, rope_theta: THETA, rope_scaling: { type: 'linear', factor: 3 }, torch_dtype: 'float32' },
+    ref: () => ({ inv: defaultInv(THETA, D).map((v) => v / 3), scale: 1 }),
+  },
+];
+
+describe.each(MOE_CASES)('$title', (c) => {
+  it('blocks and logits match the float64 MoE reference on windows of 16 tokens', async () => {
+    const s = { ...shapeOf(c.type, c.config, false), rotary: rotateWith(c.ref) };
+    const ck = moeCheckpoint(s, 9);
+    const w = (n: string) => ck.get(n);
+    const arch = architectureFor(c.config, 'config.json', ck);
+    const seq = 16;
+    const ids = randomIds(rng(21), 2 * seq, s.vocab);
+    let x = await arch.embed(ck.pick(arch.embedTensors()), ids, seq);
+    let ref: F64 = moeRefEmbed(s, w, ids);
+    for (let i = 0; i < s.layers; i++) {
+      const r = await arch.runBlock(i, ck.pick(arch.blockTensors(i)), x, seq, false);
+      const e = moeRefBlock(s, w, i, ref, seq);
+      expect(relErr(r.out, e.out), `block ${i}`).toBeLessThanOrEqual(TOL);
+      x = r.out;
+      ref = e.out;
+    }
+    expect(relErr(await arch.logits(ck.pick(arch.headTensors()), x, seq), moeRefLogits(s, w, ref))).toBeLessThanOrEqual(TOL);
+  });
+});
+
 describe('a BF16 Llama 3 checkpoint read from disk', () => {
   const dir = mkdtempSync(join(tmpdir(), 'shears-rope-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -225,6 +227,22 @@ describe('a BF16 Llama 3 checkpoint read from disk', () => {
 });
 
 describe('partial rotary factors', () => {
+  it('default tables: cos/sin of p·theta^(-2i/R), halves repeated, within float32 angle rounding', () => {
+    const S = 64, R = 16, theta = 10000;
+    const { cos, sin } = readRope(new ConfigReader({ rope_theta: theta }, 'config.json'), { headDim: R, defaultTheta: 1, maxPositions: S }).tables(S);
+    let err = 0;
+    for (let p = 0; p < S; p++)
+      for (let i = 0; i < R / 2; i++) {
+        const a = p * Math.pow(theta, (-2 * i) / R);
+        expect(cos[p * R + i]).toBe(cos[p * R + R / 2 + i]);
+        expect(sin[p * R + i]).toBe(sin[p * R + R / 2 + i]);
+        err = Math.max(err, Math.abs(cos[p * R + i] - Math.cos(a)), Math.abs(sin[p * R + i] - Math.sin(a)));
+      }
+    // Angles up to 63 rad carry float32 rounding of ~63·2^-24 ≈ 4e-6 (HF computes them in float32 too).
+    expect(err).toBeLessThanOrEqual(1e-5);
+    expect(err).toBeGreaterThan(0);
+  });
+
   const c = (config: Record<string, unknown>) => new ConfigReader(config, 'config.json');
   it.each([
     ['top level (transformers 4), yarn', { partial_rotary_factor: 0.5, rope_scaling: { rope_type: 'yarn', factor: 2 } }, 8],
@@ -283,6 +301,11 @@ describe('refusals name config.json and the field', () => {
     [{ ...v4, rope_scaling: { rope_type: 'dynamic', factor: 0.5 } }, 'models/x/config.json: rope_scaling.factor must be a number ≥ 1, got 0.5'],
     [{ ...v4, original_max_position_embeddings: 8, rope_scaling: { type: 'longrope', short_factor: [1, 2], long_factor: LONG } }, 'models/x/config.json: rope_scaling.short_factor must be a list of 4 positive numbers (rotary dims / 2), got [1,2]'],
     [{ ...v4, rope_scaling: 'yarn' }, 'models/x/config.json: rope_scaling must be an object, got "yarn"'],
+    [
+      { model_type: 'gemma3_text', head_dim: 16, rope_parameters: { full_attention: { rope_type: 'default', rope_theta: 1e6 }, sliding_attention: { rope_type: 'default', rope_theta: 1e4, partial_rotary_factor: 0.5 } } },
+      'models/x/config.json: rope_parameters.sliding_attention.partial_rotary_factor gives 8 rotary dims of 16; gemma3_text rotates the whole head',
+    ],
+    [{ ...v4, model_type: 'qwen3_moe', num_experts: 4, num_experts_per_tok: 2, head_dim: 16, partial_rotary_factor: 0.5 }, 'models/x/config.json: partial_rotary_factor gives 8 rotary dims of 16; qwen3_moe rotates the whole head'],
   ])('%#', (config, message) => {
     expect(fail(config)).toBe(message);
   });

@@ -195,6 +195,40 @@ describe('SafetensorsWriter', () => {
     expect(readdirSync(dir)).toEqual(['x.safetensors']); // temp file renamed, nothing left over
   });
 
+  it('writes a tensor in ranges (elements as float32, or stored bytes), in any order; reads ranges back', () => {
+    const specs: TensorSpec[] = [
+      { name: 'fused', dtype: 'BF16', shape: [3, 4, 5] },
+      { name: 'big', dtype: 'F32', shape: [7, 3] },
+    ];
+    const fused = Float32Array.from({ length: 60 }, (_, k) => Math.sin(k) * 3);
+    const big = Float32Array.from({ length: 21 }, (_, k) => k / 7);
+    const [whole, ranged] = [freshDir(), freshDir()].map((d) => join(d, 'm.safetensors'));
+    const a = new SafetensorsWriter(whole, specs);
+    a.write('fused', fused);
+    a.write('big', big);
+    a.finish();
+    const b = new SafetensorsWriter(ranged, specs);
+    // One "expert" slice at a time, last first, as the MoE driver writes a fused tensor.
+    for (const e of [2, 0, 1]) b.writeRange('fused', e * 20, fused.subarray(e * 20, (e + 1) * 20));
+    const bytes = new Uint8Array(big.buffer);
+    b.writeBytes('big', 40, bytes.subarray(40));
+    expect(b.missing()).toEqual(['big']); // written only once every byte is
+    expect(() => b.writeBytes('big', 0, bytes.subarray(0, 44))).toThrow(`${ranged}: bytes 0..44 of tensor "big" do not fit its 84 (or overlap what was written)`);
+    expect(() => b.writeRange('fused', 0, fused.subarray(0, 20))).toThrow(`${ranged}: tensor "fused" was already written`);
+    b.writeBytes('big', 0, bytes.subarray(0, 40));
+    b.finish();
+    expect(readFileSync(ranged).equals(readFileSync(whole))).toBe(true);
+    const r = SafetensorsReader.open(ranged);
+    try {
+      const f = r.readFloat32('fused');
+      expect([...r.readFloat32Range('fused', 20, 20)]).toEqual([...f.subarray(20, 40)]);
+      expect(Buffer.from(r.readBytesRange('big', 8, 12)).equals(Buffer.from(bytes.subarray(8, 20)))).toBe(true);
+      expect(() => r.readFloat32Range('fused', 50, 11)).toThrow(/elements 50\.\.61 are outside tensor "fused" of 60/);
+    } finally {
+      r.close();
+    }
+  });
+
   it('rejects bad specs', () => {
     const dir = freshDir();
     const p = join(dir, 's.safetensors');

@@ -36,7 +36,7 @@ async function roundToNearest(pruned: string, bits: number, out: string): Promis
   const dir = new AtomicDir(out, { overwrite: true });
   const w = new CheckpointWriter(src, dir.path, {});
   const blockNames = new Set<string>();
-  const tensorSource = { has: (n: string) => src.has(n), shape: (n: string) => src.info(n).shape, readFloat32: (n: string) => src.readFloat32(n) };
+  const tensorSource = { has: (n: string) => src.has(n), shape: (n: string) => src.info(n).shape, readFloat32: (n: string) => src.readFloat32(n), readFloat32Range: (n: string, a: number, c: number) => src.readFloat32Range(n, a, c) };
   for (let b = 0; b < arch.spec.numLayers; b++) {
     const weights = loadWeights(tensorSource, arch.blockTensors(b));
     quantizeBlock(arch.linears(b), weights, (t) => dense.readFloat32(t), bits, () => false);

@@ -118,6 +118,32 @@ export class SafetensorsReader {
     return decodeFloat32(bytes, t.dtype);
   }
 
+  /** Bytes [start, start + length) of the tensor's stored data. */
+  readBytesRange(name: string, start: number, length: number): Uint8Array {
+    const t = this.info(name);
+    if (!(Number.isSafeInteger(start) && Number.isSafeInteger(length) && start >= 0 && length >= 0 && start + length <= t.byteLength)) {
+      throw fileError(this.path, `bytes ${start}..${start + length} are outside tensor ${preview(name)} of ${t.byteLength}`);
+    }
+    if (this.fd < 0) throw fileError(this.path, `cannot read tensor ${preview(name)}: reader is closed`);
+    return readExactly(this.fd, this.path, t.start + start, length, `tensor ${preview(name)}`);
+  }
+
+  /**
+   * Elements [start, start + count) of the tensor (row-major, stored order) as float32: only their bytes
+   * are read (one expert's slice of a fused 3-D expert tensor).
+   */
+  readFloat32Range(name: string, start: number, count: number): Float32Array {
+    const t = this.info(name);
+    if (!(Number.isSafeInteger(start) && Number.isSafeInteger(count) && start >= 0 && count >= 0 && start + count <= t.numel)) {
+      throw fileError(this.path, `elements ${start}..${start + count} are outside tensor ${preview(name)} of ${t.numel}`);
+    }
+    if (this.fd < 0) throw fileError(this.path, `cannot read tensor ${preview(name)}: reader is closed`);
+    const size = dtypeSize(t.dtype);
+    const bytes = readExactly(this.fd, this.path, t.start + start * size, count * size, `tensor ${preview(name)}`);
+    if (t.dtype === 'F32') return new Float32Array(bytes.buffer, 0, count);
+    return decodeFloat32(bytes, t.dtype);
+  }
+
   /**
    * The tensor in its dtype's native typed array: Float64Array, Float32Array, BigInt64Array (I64),
    * BigUint64Array (U64), Int32Array, Uint32Array, Int16Array, Uint16Array (U16, and the raw bit patterns of

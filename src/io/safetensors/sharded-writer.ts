@@ -107,6 +107,26 @@ export class ShardedSafetensorsWriter {
     }
   }
 
+  /** Bytes [start, start + bytes.length) of a tensor's stored data (SafetensorsWriter.writeBytes). */
+  writeBytes(name: string, start: number, bytes: Uint8Array): void {
+    if (this.state !== 'open') throw fileError(this.dir, `cannot write tensor "${name}": writer already ${this.state}`);
+    const shard = this.shardOf.get(name);
+    if (!shard) throw fileError(this.dir, `cannot write tensor "${name}": not in the list of tensors given when the output was started`);
+    if (!shard.remaining.has(name)) throw fileError(join(this.dir, shard.file), `tensor "${name}" was already written`);
+    shard.writer ??= new SafetensorsWriter(join(this.dir, shard.file), shard.specs, this.metadata);
+    try {
+      shard.writer.writeBytes(name, start, bytes);
+      if (!shard.writer.missing().includes(name)) shard.remaining.delete(name);
+      if (shard.remaining.size === 0) {
+        shard.writer.finish();
+        shard.done = true;
+      }
+    } catch (e) {
+      this.abort();
+      throw e;
+    }
+  }
+
   /** Finish: refuses while tensors are missing; writes the index when there are several shards. */
   finish(): void {
     if (this.state !== 'open') throw fileError(this.dir, `cannot finish: writer already ${this.state}`);

@@ -107,6 +107,14 @@ export class TensorSet {
     return this.reader(name).readFloat32(name);
   }
 
+  readBytesRange(name: string, start: number, length: number): Uint8Array {
+    return this.reader(name).readBytesRange(name, start, length);
+  }
+
+  readFloat32Range(name: string, start: number, count: number): Float32Array {
+    return this.reader(name).readFloat32Range(name, start, count);
+  }
+
   readTyped(name: string): TypedTensor {
     return this.reader(name).readTyped(name);
   }

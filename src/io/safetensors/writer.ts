@@ -136,6 +136,8 @@ export class SafetensorsWriter {
   private readonly offsets: Map<string, [number, number]>;
   private readonly dataStart: number;
   private readonly pending: Set<string>;
+  /** Bytes written so far of tensors written in ranges (writeRange, writeBytes). */
+  private readonly partial = new Map<string, number>();
   private state: 'open' | 'finished' | 'aborted' = 'open';
 
   constructor(path: string, specs: readonly TensorSpec[], metadata?: Record<string, string>) {
@@ -173,6 +175,37 @@ export class SafetensorsWriter {
     const bytes = tensorBytes(this.path, spec, data);
     this.guard(() => writeFully(this.fd, bytes, this.dataStart + this.offsets.get(name)![0]));
     this.pending.delete(name);
+  }
+
+  /**
+   * Writes elements [start, start + values.length) of a float tensor (stored order), e.g. one expert's
+   * slice of a fused 3-D expert tensor; the tensor counts as written once every element has been. Ranges
+   * must not overlap.
+   */
+  writeRange(name: string, start: number, values: Float32Array): void {
+    const spec = this.specs.get(name);
+    if (!spec) throw fileError(this.path, `cannot write tensor "${name}": not in the list of tensors given when the file was started`);
+    const size = dtypeSize(spec.dtype);
+    this.writeBytes(name, start * size, tensorBytes(this.path, { ...spec, shape: [values.length] }, values));
+  }
+
+  /** Bytes [start, start + bytes.length) of a tensor's stored data, as writeRange (copying a large tensor in pieces). */
+  writeBytes(name: string, start: number, bytes: Uint8Array): void {
+    if (this.state !== 'open') throw fileError(this.path, `cannot write tensor "${name}": writer already ${this.state}`);
+    const spec = this.specs.get(name);
+    if (!spec) throw fileError(this.path, `cannot write tensor "${name}": not in the list of tensors given when the file was started`);
+    if (!this.pending.has(name)) throw fileError(this.path, `tensor "${name}" was already written`);
+    const total = specBytes(spec);
+    const done = (this.partial.get(name) ?? 0) + bytes.byteLength;
+    if (!(Number.isSafeInteger(start) && start >= 0 && start + bytes.byteLength <= total && done <= total)) {
+      throw fileError(this.path, `bytes ${start}..${start + bytes.byteLength} of tensor "${name}" do not fit its ${total} (or overlap what was written)`);
+    }
+    this.guard(() => writeFully(this.fd, bytes, this.dataStart + this.offsets.get(name)![0] + start));
+    this.partial.set(name, done);
+    if (done === total) {
+      this.pending.delete(name);
+      this.partial.delete(name);
+    }
   }
 
   /** Flush and rename into place; refuses while tensors are missing. */
