@@ -12,15 +12,8 @@ import { act, add, attention, linear, MemoryCheckpoint, rng, rope, type F64 } fr
 
 export type GemmaType = 'gemma' | 'gemma2' | 'gemma3_text';
 
-export interface Dims {
-  hidden: number;
-  heads: number;
-  kvHeads: number;
-  headDim: number;
-  inter: number;
-  layers: number;
-  vocab: number;
-}
+import type { Dims } from './reference.js';
+export type { Dims };
 
 /** A random Gemma checkpoint with HF's names (GemmaForCausalLM / Gemma2… / Gemma3ForCausalLM); tied, no lm_head. */
 export function gemmaCheckpoint(type: GemmaType, d: Dims, seed: number, attentionBias = false): MemoryCheckpoint {

@@ -7,15 +7,8 @@
 import { act, add, attention, linear, MemoryCheckpoint, rmsNorm, rng, ropeInv, type F64 } from './reference.js';
 import { defaultInv, longropeInv } from './rope-reference.js';
 
-export interface Dims {
-  hidden: number;
-  heads: number;
-  kvHeads: number;
-  headDim: number;
-  inter: number;
-  layers: number;
-  vocab: number;
-}
+import type { Dims } from './reference.js';
+export type { Dims };
 
 /** A random Phi3ForCausalLM checkpoint (no biases); lm_head unless tied. */
 export function phi3Checkpoint(d: Dims, seed: number, tied = false): MemoryCheckpoint {

@@ -232,3 +232,14 @@ export function relErr(got: ArrayLike<number>, exp: ArrayLike<number>): number {
 export function randomIds(rand: () => number, n: number, vocab: number): Int32Array {
   return Int32Array.from({ length: n }, () => Math.floor(rand() * vocab));
 }
+
+/** The sizes of a tiny random decoder checkpoint (the Gemma and Phi-3 references build from them). */
+export interface Dims {
+  hidden: number;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  inter: number;
+  layers: number;
+  vocab: number;
+}
