@@ -54,7 +54,7 @@
  * float32 copy, ≈ 24 n² bytes, and about ten rows × n arrays.
  */
 import { ShearsError, usageError } from '../errors.js';
-import { invertSpd, matmul, NotPositiveDefiniteError, releaseScratch } from '../engine/linalg.js';
+import { choleskyInverseUpper, matmul, NotPositiveDefiniteError, releaseScratch } from '../engine/linalg.js';
 import { factorScratch } from '../engine/cholesky.js';
 import { scratch64 } from '../engine/scratch.js';
 import { type PruneResult, type SparsitySpec, type Weight, checkSpec, checkWeight, countZeros, tailNote } from './spec.js';
@@ -226,10 +226,11 @@ class Projector {
   }
 
   /**
-   * ADMM's D-step input z = (V + ρB)/ρ (into z) and its scores, with the threshold's window gathered in
-   * the same pass. Then `cut()` gives the threshold, or marks the N:M mask.
+   * The scores of ADMM's D-step input z = (V + ρB)/ρ, with the threshold's window gathered in the same
+   * pass; z itself is recomputed where it is needed (dvStep), not stored. Then `cut()` gives the
+   * threshold, or marks the N:M mask.
    */
-  scoreAdmm(b: Float32Array, v: Float32Array, rho: number, z: Float32Array): void {
+  scoreAdmm(b: Float32Array, v: Float32Array, rho: number): void {
     const { scores, scratch } = this;
     const total = b.length;
     const hint = this.hint;
@@ -240,7 +241,6 @@ class Projector {
       // scratch[inside] and kept there only if it lies in the window.
       for (let k = 0; k < total; k++) {
         const x = Math.fround((v[k] + rho * b[k]) / rho);
-        z[k] = x;
         const f = Math.fround(x * x); // the float32 score of the float32 z, as project() forms it
         scores[k] = f;
         below += +(f < lo);
@@ -254,7 +254,6 @@ class Projector {
     } else {
       for (let k = 0; k < total; k++) {
         const x = Math.fround((v[k] + rho * b[k]) / rho);
-        z[k] = x;
         scores[k] = x * x;
       }
       this.below = -1;
@@ -363,17 +362,95 @@ function roundHalfEven(x: number): number {
   return f % 2 === 0 ? f : f + 1;
 }
 
-/** (Hn + ρ I)⁻¹ in float64 through the engine, rounded into `out` (float32). */
-async function shiftedInverse(hn: Float32Array, n: number, rho: number, work: Float64Array, out: Float32Array): Promise<void> {
-  for (let k = 0; k < hn.length; k++) work[k] = hn[k];
+/** Rows of (Hn + ρI)⁻¹ formed per product in shiftedInverse: few products, each output well inside one engine chunk. */
+const INVERSE_ROWS = 256;
+
+/**
+ * (Hn + ρ I)⁻¹ into `out` (float32) as UᵀU, where U (upper, H⁻¹ = UᵀU) is the engine's float64
+ * Cholesky inverse factor (choleskyInverseUpper, in place in `work`) and the product is float32: the
+ * cancellation-prone part, the factorisation, stays float64; the product of the computed factor only
+ * adds a rounding error of the size the reference's float32 B-step product already has. `u` (n², float32)
+ * receives U, `slab` (n · INVERSE_ROWS) the gathered columns.
+ */
+async function shiftedInverse(hn: Float32Array, n: number, rho: number, work: Float64Array, u: Float32Array, slab: Float32Array, out: Float32Array): Promise<void> {
+  work.set(hn);
   for (let j = 0; j < n; j++) work[j * n + j] += rho;
   try {
-    await invertSpd(work, n, { out: work });
+    await choleskyInverseUpper(work, n, { out: work });
   } catch (e) {
     if (!(e instanceof NotPositiveDefiniteError)) throw e;
     throw new ShearsError(`ALPS: the ${n}x${n} Hessian plus rho ${rho} is not positive definite; more calibration data or a larger --damp may help`);
   }
-  for (let k = 0; k < hn.length; k++) out[k] = work[k];
+  u.set(work);
+  // Rows [r0, r1) of UᵀU only involve U's rows k < r1 (U is upper): U[0:r1, r0:r1]ᵀ · U[0:r1, :].
+  for (let r0 = 0; r0 < n; r0 += INVERSE_ROWS) {
+    const r1 = Math.min(n, r0 + INVERSE_ROWS), r = r1 - r0;
+    const sl = slab.subarray(0, r1 * r);
+    for (let k = 0; k < r1; k++) sl.set(u.subarray(k * n + r0, k * n + r1), k * r);
+    await matmul(sl, [r1, r], u.subarray(0, r1 * n), [r1, n], { transA: true, out: out.subarray(r0 * n, r1 * n) });
+  }
+}
+
+/**
+ * One ADMM iteration after the B-step, in one pass: z = (V + ρB)/ρ (recomputed, exactly as scoreAdmm
+ * scored it), D = P(z) (the mask from the threshold, or `mask` as cut() marked it), V += ρ(B − D), then
+ * either the next right-hand side r = Y − V + ρD (mid-cycle) or, when ρ is about to be updated, D itself
+ * and the support change against prevMask, which becomes the new mask (returned: the change count).
+ * Branch-free, as the mask is a coin flip per entry: D = z·(1 − mask) is z or ±0 (a pruned z is finite:
+ * its score is ≤ the finite t; under N:M a non-finite z means ADMM has already diverged).
+ */
+function dvStep(
+  b: Float32Array, v: Float32Array, y: Float32Array, r: Float32Array, d: Float32Array,
+  mask: Uint8Array | null, prevMask: Uint8Array, rho: number, cut: { t: number; ties: number } | null, update: boolean,
+): number {
+  const total = b.length;
+  let change = 0;
+  if (cut) {
+    const t = cut.t;
+    let ties = cut.ties;
+    if (update) {
+      for (let k = 0; k < total; k++) {
+        const vo = v[k], bk = b[k];
+        const x = Math.fround((vo + rho * bk) / rho);
+        const s = Math.fround(x * x);
+        const eq = +(s === t) & +(ties > 0);
+        ties -= eq;
+        const m = +(s < t) | eq;
+        change += m ^ prevMask[k];
+        prevMask[k] = m;
+        const dk = x * (1 - m);
+        d[k] = dk;
+        v[k] = vo + rho * (bk - dk);
+      }
+    } else {
+      for (let k = 0; k < total; k++) {
+        const vo = v[k], bk = b[k];
+        const x = Math.fround((vo + rho * bk) / rho);
+        const s = Math.fround(x * x);
+        const eq = +(s === t) & +(ties > 0);
+        ties -= eq;
+        const dk = x * (1 - (+(s < t) | eq));
+        const vk = (v[k] = Math.fround(vo + rho * (bk - dk)));
+        r[k] = y[k] - vk + rho * dk;
+      }
+    }
+    return change;
+  }
+  if (!mask) throw new Error('dvStep: neither a threshold nor a mask');
+  for (let k = 0; k < total; k++) {
+    const vo = v[k], bk = b[k];
+    const m = mask[k];
+    const dk = Math.fround((vo + rho * bk) / rho) * (1 - m);
+    const vk = (v[k] = Math.fround(vo + rho * (bk - dk)));
+    if (update) {
+      change += m ^ prevMask[k];
+      prevMask[k] = m;
+      d[k] = dk;
+    } else {
+      r[k] = y[k] - vk + rho * dk;
+    }
+  }
+  return change;
 }
 
 interface AdmmResult {
@@ -391,21 +468,22 @@ async function runAdmm(b0: Float32Array, y: Float32Array, hn: Float32Array, n: n
   const work = new Float64Array(n * n);
   const inv = new Float32Array(n * n);
   let rho = rho0;
-  // invertSpd's copy of the matrix and its factorisation's scratch, held from the first inverse on
-  // (otherwise the first is served by throwaway allocations, fresh pages twice per layer).
-  scratch64.reserve(n * n + factorScratch(n));
-  await shiftedInverse(hn, n, rho, work, inv);
+  const u = new Float32Array(n * n);
+  const slab = new Float32Array(n * Math.min(n, INVERSE_ROWS));
+  // The factorisation's scratch, held from the first inverse on (otherwise the first is served by
+  // throwaway allocations, fresh pages twice per layer).
+  scratch64.reserve(factorScratch(n));
+  const invert = () => shiftedInverse(hn, n, rho, work, u, slab, inv);
+  await invert();
 
   const b = Float32Array.from(b0);
   const v = new Float32Array(total);
   const r = new Float32Array(total); // the B-step's right-hand side Y − V + ρD
-  const z = new Float32Array(total); // the D-step's input (V + ρB)/ρ
   const d = new Float32Array(total);
   proj.project(b0, d);
   const dInit = Float32Array.from(d);
   const prevMask = Uint8Array.from(proj.mask);
   const mask = proj.mask;
-  const scores = proj.scores;
   const rhs = () => {
     for (let k = 0; k < total; k++) r[k] = y[k] - v[k] + rho * d[k];
   };
@@ -416,40 +494,13 @@ async function runAdmm(b0: Float32Array, y: Float32Array, hn: Float32Array, n: n
   try {
     while (it < maxIter) {
       await matmul(r, [rows, n], inv, [n, n], { out: b });
-      proj.scoreAdmm(b, v, rho, z);
+      proj.scoreAdmm(b, v, rho);
       const cut = proj.cut();
       it++;
       const update = it % updateIter === 0;
-      // One pass: D = P(z) (the mask from the threshold, or as cut() marked it), V += ρ(B − D), and
-      // the next right-hand side unless ρ is about to change. Branch-free, as the mask is a coin flip
-      // per entry: D = z·(1 − mask) is z or ±0 (a pruned z is finite: its score is ≤ the finite t;
-      // under N:M a non-finite z means ADMM has already diverged).
-      if (cut) {
-        const t = cut.t;
-        let ties = cut.ties;
-        for (let k = 0; k < total; k++) {
-          const s = scores[k];
-          const eq = +(s === t) & +(ties > 0);
-          ties -= eq;
-          const m = +(s < t) | eq;
-          mask[k] = m;
-          const dk = z[k] * (1 - m);
-          d[k] = dk;
-          const vk = (v[k] = Math.fround(v[k] + rho * (b[k] - dk)));
-          if (!update) r[k] = y[k] - vk + rho * dk;
-        }
-      } else {
-        for (let k = 0; k < total; k++) {
-          const dk = z[k] * (1 - mask[k]);
-          d[k] = dk;
-          const vk = (v[k] = Math.fround(v[k] + rho * (b[k] - dk)));
-          if (!update) r[k] = y[k] - vk + rho * dk;
-        }
-      }
+      const change = dvStep(b, v, y, r, d, cut ? null : mask, prevMask, rho, cut, update);
       if (!update) continue;
 
-      let change = 0;
-      for (let k = 0; k < total; k++) change += mask[k] ^ prevMask[k];
       const ratio = change / proj.k;
       if (ratio > 0.1) {
         raised = true;
@@ -471,10 +522,9 @@ async function runAdmm(b0: Float32Array, y: Float32Array, hn: Float32Array, n: n
       } else {
         rho /= 5;
       }
-      prevMask.set(mask);
       rho = Math.min(rho, rhoMax);
       if (it >= maxIter) break;
-      await shiftedInverse(hn, n, rho, work, inv);
+      await invert();
       if (it - 1 >= switchIter && ratio < 0.0003) break;
       rhs();
     }
