@@ -226,11 +226,10 @@ class Projector {
   }
 
   /**
-   * The scores of ADMM's D-step input z = (V + ρB)/ρ, with the threshold's window gathered in the same
-   * pass; z itself is recomputed where it is needed (dvStep), not stored. Then `cut()` gives the
-   * threshold, or marks the N:M mask.
+   * ADMM's D-step input z = (V + ρB)/ρ (into z) and its scores, with the threshold's window gathered in
+   * the same pass. Then `cut()` gives the threshold, or marks the N:M mask.
    */
-  scoreAdmm(b: Float32Array, v: Float32Array, rho: number): void {
+  scoreAdmm(b: Float32Array, v: Float32Array, rho: number, z: Float32Array): void {
     const { scores, scratch } = this;
     const total = b.length;
     const hint = this.hint;
@@ -241,6 +240,7 @@ class Projector {
       // scratch[inside] and kept there only if it lies in the window.
       for (let k = 0; k < total; k++) {
         const x = Math.fround((v[k] + rho * b[k]) / rho);
+        z[k] = x;
         const f = Math.fround(x * x); // the float32 score of the float32 z, as project() forms it
         scores[k] = f;
         below += +(f < lo);
@@ -254,6 +254,7 @@ class Projector {
     } else {
       for (let k = 0; k < total; k++) {
         const x = Math.fround((v[k] + rho * b[k]) / rho);
+        z[k] = x;
         scores[k] = x * x;
       }
       this.below = -1;
@@ -392,15 +393,15 @@ async function shiftedInverse(hn: Float32Array, n: number, rho: number, work: Fl
 }
 
 /**
- * One ADMM iteration after the B-step, in one pass: z = (V + ρB)/ρ (recomputed, exactly as scoreAdmm
- * scored it), D = P(z) (the mask from the threshold, or `mask` as cut() marked it), V += ρ(B − D), then
- * either the next right-hand side r = Y − V + ρD (mid-cycle) or, when ρ is about to be updated, D itself
- * and the support change against prevMask, which becomes the new mask (returned: the change count).
- * Branch-free, as the mask is a coin flip per entry: D = z·(1 − mask) is z or ±0 (a pruned z is finite:
- * its score is ≤ the finite t; under N:M a non-finite z means ADMM has already diverged).
+ * One ADMM iteration after the B-step and the scoring, in one pass: D = P(z) (the mask from the threshold
+ * on the scores, or `mask` as cut() marked it), V += ρ(B − D), then either the next right-hand side
+ * r = Y − V + ρD (mid-cycle) or, when ρ is about to be updated, D itself and the support change against
+ * prevMask, which becomes the new mask (returned: the change count). Branch-free, as the mask is a coin
+ * flip per entry: D = z·(1 − mask) is z or ±0 (a pruned z is finite: its score is ≤ the finite t; under
+ * N:M a non-finite z means ADMM has already diverged).
  */
 function dvStep(
-  b: Float32Array, v: Float32Array, y: Float32Array, r: Float32Array, d: Float32Array,
+  b: Float32Array, v: Float32Array, z: Float32Array, scores: Float32Array, y: Float32Array, r: Float32Array, d: Float32Array,
   mask: Uint8Array | null, prevMask: Uint8Array, rho: number, cut: { t: number; ties: number } | null, update: boolean,
 ): number {
   const total = b.length;
@@ -410,27 +411,23 @@ function dvStep(
     let ties = cut.ties;
     if (update) {
       for (let k = 0; k < total; k++) {
-        const vo = v[k], bk = b[k];
-        const x = Math.fround((vo + rho * bk) / rho);
-        const s = Math.fround(x * x);
+        const s = scores[k];
         const eq = +(s === t) & +(ties > 0);
         ties -= eq;
         const m = +(s < t) | eq;
         change += m ^ prevMask[k];
         prevMask[k] = m;
-        const dk = x * (1 - m);
+        const dk = z[k] * (1 - m);
         d[k] = dk;
-        v[k] = vo + rho * (bk - dk);
+        v[k] = v[k] + rho * (b[k] - dk);
       }
     } else {
       for (let k = 0; k < total; k++) {
-        const vo = v[k], bk = b[k];
-        const x = Math.fround((vo + rho * bk) / rho);
-        const s = Math.fround(x * x);
+        const s = scores[k];
         const eq = +(s === t) & +(ties > 0);
         ties -= eq;
-        const dk = x * (1 - (+(s < t) | eq));
-        const vk = (v[k] = Math.fround(vo + rho * (bk - dk)));
+        const dk = z[k] * (1 - (+(s < t) | eq));
+        const vk = (v[k] = Math.fround(v[k] + rho * (b[k] - dk)));
         r[k] = y[k] - vk + rho * dk;
       }
     }
@@ -438,10 +435,9 @@ function dvStep(
   }
   if (!mask) throw new Error('dvStep: neither a threshold nor a mask');
   for (let k = 0; k < total; k++) {
-    const vo = v[k], bk = b[k];
     const m = mask[k];
-    const dk = Math.fround((vo + rho * bk) / rho) * (1 - m);
-    const vk = (v[k] = Math.fround(vo + rho * (bk - dk)));
+    const dk = z[k] * (1 - m);
+    const vk = (v[k] = Math.fround(v[k] + rho * (b[k] - dk)));
     if (update) {
       change += m ^ prevMask[k];
       prevMask[k] = m;
@@ -479,6 +475,7 @@ async function runAdmm(b0: Float32Array, y: Float32Array, hn: Float32Array, n: n
   const b = Float32Array.from(b0);
   const v = new Float32Array(total);
   const r = new Float32Array(total); // the B-step's right-hand side Y − V + ρD
+  const z = new Float32Array(total); // the D-step's input (V + ρB)/ρ
   const d = new Float32Array(total);
   proj.project(b0, d);
   const dInit = Float32Array.from(d);
@@ -494,11 +491,11 @@ async function runAdmm(b0: Float32Array, y: Float32Array, hn: Float32Array, n: n
   try {
     while (it < maxIter) {
       await matmul(r, [rows, n], inv, [n, n], { out: b });
-      proj.scoreAdmm(b, v, rho);
+      proj.scoreAdmm(b, v, rho, z);
       const cut = proj.cut();
       it++;
       const update = it % updateIter === 0;
-      const change = dvStep(b, v, y, r, d, cut ? null : mask, prevMask, rho, cut, update);
+      const change = dvStep(b, v, z, proj.scores, y, r, d, cut ? null : mask, prevMask, rho, cut, update);
       if (!update) continue;
 
       const ratio = change / proj.k;
