@@ -62,6 +62,7 @@ import { kthSmallest } from './select.js';
 import { markLowestInGroup } from './nm.js';
 import type { PruneMethod } from './method.js';
 import { pcgRefine } from './pcg.js';
+import { WorkArrays } from './work-arrays.js';
 
 /** The reference's defaults (ALPS_admm's arguments, llama.py/opt.py call it with rho = 0.1, and cg_batch's). */
 export const ALPS_DEFAULTS = {
@@ -140,21 +141,32 @@ export async function alpsPrune(w: Weight, h: Float32Array | Float64Array | Norm
   if (total === 0) return { pruned: 0, total, loss: 0, damp: gram.damp };
   const maxIter = opts.maxIter ?? ALPS_DEFAULTS.maxIter;
   const cgIter = opts.cgIter ?? ALPS_DEFAULTS.cgIter;
+  const arrays = LAYER_ARRAYS.lease();
+  try {
+    return await alpsLayer(w, gram, spec, arrays, opts.rho ?? ALPS_DEFAULTS.rho, maxIter, cgIter);
+  } finally {
+    arrays.release();
+  }
+}
+
+/** alpsPrune's work on one layer, with its arrays from `arrays`. */
+async function alpsLayer(w: Weight, gram: NormalizedGram, spec: SparsitySpec, arrays: WorkArrays, rho: number, maxIter: number, cgIter: number): Promise<PruneResult> {
+  const { rows, cols: n } = w;
+  const total = rows * n;
   const { hn, scale } = gram;
-
   // B₀ = W S and Y = B₀ Hn, [rows, n] (the reference's Bᵀ and YtX: row r is output r).
-  const b0 = new Float32Array(total);
+  const b0 = arrays.f32('b0', total);
   for (let r = 0; r < rows; r++) for (let j = 0; j < n; j++) b0[r * n + j] = w.data[r * n + j] * scale[j];
-  const y = await matmul(b0, [rows, n], hn, [n, n]);
+  const y = await matmul(b0, [rows, n], hn, [n, n], { out: arrays.f32('y', total) });
 
-  const proj = new Projector(spec, rows, n);
-  const admm = await runAdmm(b0, y, hn, n, rows, proj, opts.rho ?? ALPS_DEFAULTS.rho, maxIter);
+  const proj = new Projector(spec, rows, n, arrays);
+  const admm = await runAdmm(b0, y, hn, n, rows, proj, rho, maxIter, arrays);
   const b = admm.b;
   const mask = proj.project(b, b); // the final support: P(B), in place
 
   // Step 4 (pcg.ts): on H with ridge `added` and Jacobi preconditioning, which is the reference's plain CG
   // on Hn in the scaled variables. It also measures the layer's error Σ_r (w_r − ŵ_r)ᵀ H (w_r − ŵ_r).
-  const support = new Uint8Array(total);
+  const support = arrays.u8('support', total);
   for (let r = 0; r < rows; r++) {
     for (let j = 0; j < n; j++) {
       const k = r * n + j;
@@ -162,7 +174,7 @@ export async function alpsPrune(w: Weight, h: Float32Array | Float64Array | Norm
       b[k] = mask[k] ? 0 : b[k] / scale[j];
     }
   }
-  const cg = await pcgRefine(gram.h, n, w.data, b, rows, { iterations: cgIter, tolerance: ALPS_DEFAULTS.cgTol, ridge: gram.added, support });
+  const cg = await pcgRefine(gram.h, n, w.data, b, rows, { iterations: cgIter, tolerance: ALPS_DEFAULTS.cgTol, ridge: gram.added, support, arrays });
   w.data.set(b);
   const notes = [
     `ALPS: ${admm.iterations} ADMM iterations (final rho ${+admm.rho.toPrecision(4)}${admm.restarts ? `, ${admm.restarts} restart(s)` : ''}), ` +
@@ -197,15 +209,15 @@ class Projector {
   private below = -1;
   private inside = 0;
 
-  constructor(private readonly spec: SparsitySpec, private readonly rows: number, private readonly n: number) {
+  constructor(private readonly spec: SparsitySpec, private readonly rows: number, private readonly n: number, arrays: WorkArrays) {
     const total = rows * n;
-    this.mask = new Uint8Array(total);
-    this.scores = new Float32Array(total);
+    this.mask = arrays.u8('mask', total);
+    this.scores = arrays.f32('scores', total);
     if (spec.kind === 'unstructured') {
       const kept = roundHalfEven((1 - spec.sparsity) * total);
       this.prune = total - kept;
       this.k = kept;
-      this.scratch = new Float32Array(total + 1); // + 1: scoreAdmm writes one past the window
+      this.scratch = arrays.f32('scratch', total + 1); // + 1: scoreAdmm writes one past the window
     } else {
       this.prune = 0;
       this.k = (total * spec.n) / spec.m;
@@ -354,6 +366,9 @@ class Projector {
 /** Half-width of the first threshold window, relative to the last threshold. */
 const WINDOW = 1 / 16;
 
+/** ALPS's work arrays, kept from layer to layer (work-arrays.ts). */
+const LAYER_ARRAYS = new WorkArrays();
+
 /** numpy's round (half to even), which the reference applies to the kept count. */
 function roundHalfEven(x: number): number {
   const f = Math.floor(x);
@@ -458,28 +473,32 @@ interface AdmmResult {
 }
 
 /** Steps 2–3. */
-async function runAdmm(b0: Float32Array, y: Float32Array, hn: Float32Array, n: number, rows: number, proj: Projector, rho0: number, maxIter: number): Promise<AdmmResult> {
+async function runAdmm(b0: Float32Array, y: Float32Array, hn: Float32Array, n: number, rows: number, proj: Projector, rho0: number, maxIter: number, arrays: WorkArrays): Promise<AdmmResult> {
   const total = rows * n;
   const { updateIter, switchIter, rhoMax } = ALPS_DEFAULTS;
-  const work = new Float64Array(n * n);
-  const inv = new Float32Array(n * n);
+  const work = arrays.f64('work', n * n);
+  const inv = arrays.f32('inv', n * n);
   let rho = rho0;
-  const u = new Float32Array(n * n);
-  const slab = new Float32Array(n * Math.min(n, INVERSE_ROWS));
+  const u = arrays.f32('u', n * n);
+  const slab = arrays.f32('slab', n * Math.min(n, INVERSE_ROWS));
   // The factorisation's scratch, held from the first inverse on (otherwise the first is served by
   // throwaway allocations, fresh pages twice per layer).
   scratch64.reserve(factorScratch(n));
   const invert = () => shiftedInverse(hn, n, rho, work, u, slab, inv);
   await invert();
 
-  const b = Float32Array.from(b0);
-  const v = new Float32Array(total);
-  const r = new Float32Array(total); // the B-step's right-hand side Y − V + ρD
-  const z = new Float32Array(total); // the D-step's input (V + ρB)/ρ
-  const d = new Float32Array(total);
+  const b = arrays.f32('b', total);
+  b.set(b0);
+  const v = arrays.f32('v', total);
+  v.fill(0);
+  const r = arrays.f32('r', total); // the B-step's right-hand side Y − V + ρD
+  const z = arrays.f32('z', total); // the D-step's input (V + ρB)/ρ
+  const d = arrays.f32('d', total);
   proj.project(b0, d);
-  const dInit = Float32Array.from(d);
-  const prevMask = Uint8Array.from(proj.mask);
+  const dInit = arrays.f32('dInit', total);
+  dInit.set(d);
+  const prevMask = arrays.u8('prevMask', total);
+  prevMask.set(proj.mask);
   const mask = proj.mask;
   const rhs = () => {
     for (let k = 0; k < total; k++) r[k] = y[k] - v[k] + rho * d[k];

@@ -26,6 +26,7 @@
  * CHUNK_ELEMENTS values, so the scratch is a few float64 copies of a chunk, not of the weight.
  */
 import { gemmInto, serial } from '../engine/gemm.js';
+import { WorkArrays } from './work-arrays.js';
 
 export interface PcgOptions {
   /** Most CG steps per row (reference 10). */
@@ -38,6 +39,8 @@ export interface PcgOptions {
   support?: Uint8Array;
   /** Record the totals after each step (costs nothing heavy). */
   trace?: boolean;
+  /** Where the chunk's work arrays come from (a caller's set kept between layers; default: fresh ones). */
+  arrays?: WorkArrays;
 }
 
 export interface PcgResult {
@@ -80,10 +83,12 @@ export async function pcgRefine(h: Float32Array | Float64Array, n: number, w0: F
   const result: PcgResult = { iterations: 0, converged: 0, residual: 0, errorBefore: 0, errorAfter: 0 };
   const chunk = Math.max(1, Math.min(rows, Math.floor(CHUNK_ELEMENTS / Math.max(1, n))));
   const traces: { dampedError: Float64Array; residual2: Float64Array; bNorm2: number }[] = [];
+  // One set of chunk arrays serves every chunk (fresh memory costs more than some of the passes).
+  const arrays = opts.arrays ?? new WorkArrays();
   for (let r0 = 0; r0 < rows; r0 += chunk) {
     const cr = Math.min(chunk, rows - r0);
     const t = await solveChunk(h, n, dg, live, w0.subarray(r0 * n, (r0 + cr) * n), x.subarray(r0 * n, (r0 + cr) * n), cr,
-      opts.support?.subarray(r0 * n, (r0 + cr) * n), iterations, tolerance, ridge, result, !!opts.trace);
+      opts.support?.subarray(r0 * n, (r0 + cr) * n), iterations, tolerance, ridge, result, !!opts.trace, arrays);
     if (t) traces.push(t);
   }
   if (opts.trace) {
@@ -101,31 +106,34 @@ export async function pcgRefine(h: Float32Array | Float64Array, n: number, w0: F
 async function solveChunk(
   h: Float32Array | Float64Array, n: number, dg: Float64Array, live: Uint8Array,
   w0: Float32Array, x32: Float32Array, cr: number, support: Uint8Array | undefined,
-  iterations: number, tolerance: number, ridge: number, result: PcgResult, trace: boolean,
+  iterations: number, tolerance: number, ridge: number, result: PcgResult, trace: boolean, arrays: WorkArrays,
 ) {
   const size = cr * n;
-  const mask = new Uint8Array(size);
+  const mask = arrays.u8('pcg.mask', size);
   for (let i = 0; i < size; i++) mask[i] = (support ? support[i] : x32[i] !== 0) && live[i % n] ? 1 : 0;
-  const x = Float64Array.from(x32);
-  const prod = h instanceof Float32Array ? new Float32Array(size) : new Float64Array(size); // a gemm operand
-  const q = h instanceof Float32Array ? new Float32Array(size) : new Float64Array(size);
+  const x = arrays.f64('pcg.x', size);
+  x.set(x32);
+  // gemm operands, in H's dtype
+  const prod = h instanceof Float32Array ? arrays.f32('pcg.prod', size) : arrays.f64('pcg.prod64', size);
+  const q = h instanceof Float32Array ? arrays.f32('pcg.q', size) : arrays.f64('pcg.q64', size);
   const multiply = async (src: ArrayLike<number> | null) => {
     if (src) for (let i = 0; i < size; i++) prod[i] = src[i];
     await serial(() => gemmInto(q, prod, [cr, n], h, [n, n]));
   };
 
   // b = (H + λI) w0; g = b − (H + λI) x, the full residual (its masked part drives CG).
-  const b = new Float64Array(size);
+  const b = arrays.f64('pcg.b', size);
   await multiply(w0);
   for (let i = 0; i < size; i++) b[i] = q[i] + ridge * w0[i];
-  const g = new Float64Array(size);
+  const g = arrays.f64('pcg.g', size);
   await multiply(x);
   for (let i = 0; i < size; i++) g[i] = b[i] - q[i] - ridge * x[i];
 
   // Per row: w0ᵀ(H + λI)w0 (E_λ's constant), ‖b_S‖, rᵀz, and whether the row is still running.
   const c0 = new Float64Array(cr), bNorm = new Float64Array(cr), rz = new Float64Array(cr);
   const active = new Uint8Array(cr);
-  const p = new Float64Array(size);
+  const p = arrays.f64('pcg.p', size);
+  p.fill(0); // stays 0 off the support
   for (let r = 0; r < cr; r++) {
     let c = 0, bb = 0, s = 0;
     for (let i = r * n; i < (r + 1) * n; i++) {
