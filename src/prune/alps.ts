@@ -378,6 +378,42 @@ function roundHalfEven(x: number): number {
   return f % 2 === 0 ? f : f + 1;
 }
 
+/** The most bytes of inverses InverseCache holds (≈ 13 of a 768-wide input's, 2 of a 2048-wide one's). */
+const INVERSE_CACHE_BYTES = 32 << 20;
+
+/**
+ * (Hn + ρI)⁻¹ of the input pruned last, by ρ. The layers reading one input (q/k/v, gate/up) are pruned
+ * one after another and mostly walk the same ρ schedule (it depends on their support changes only through
+ * the thresholds 0.1 and 0.005), so the later ones reuse the first one's inverses: the same bits as
+ * forming them again. Emptied when another input's Hn comes; at most INVERSE_CACHE_BYTES.
+ */
+class InverseCache {
+  private owner: WeakRef<Float32Array> | undefined;
+  private readonly byRho = new Map<number, Float32Array>();
+  private bytes = 0;
+
+  of(hn: Float32Array): this {
+    if (this.owner?.deref() !== hn) {
+      this.byRho.clear();
+      this.bytes = 0;
+      this.owner = new WeakRef(hn);
+    }
+    return this;
+  }
+
+  get(rho: number): Float32Array | undefined {
+    return this.byRho.get(rho);
+  }
+
+  keep(rho: number, inv: Float32Array): void {
+    if (this.bytes + inv.byteLength > INVERSE_CACHE_BYTES) return;
+    this.byRho.set(rho, Float32Array.from(inv));
+    this.bytes += inv.byteLength;
+  }
+}
+
+const INVERSES = new InverseCache();
+
 /** Rows of (Hn + ρI)⁻¹ formed per product in shiftedInverse: few products, each output well inside one engine chunk. */
 const INVERSE_ROWS = 256;
 
@@ -484,7 +520,15 @@ async function runAdmm(b0: Float32Array, y: Float32Array, hn: Float32Array, n: n
   // The factorisation's scratch, held from the first inverse on (otherwise the first is served by
   // throwaway allocations, fresh pages twice per layer).
   scratch64.reserve(factorScratch(n));
-  const invert = () => shiftedInverse(hn, n, rho, work, u, slab, inv);
+  const cache = INVERSES.of(hn);
+  const invert = async () => {
+    const kept = cache.get(rho);
+    if (kept) inv.set(kept);
+    else {
+      await shiftedInverse(hn, n, rho, work, u, slab, inv);
+      cache.keep(rho, inv);
+    }
+  };
   await invert();
 
   const b = arrays.f32('b', total);
@@ -540,8 +584,9 @@ async function runAdmm(b0: Float32Array, y: Float32Array, hn: Float32Array, n: n
       }
       rho = Math.min(rho, rhoMax);
       if (it >= maxIter) break;
-      await invert();
+      // The reference forms the next inverse before this test; it is not used once the loop stops.
       if (it - 1 >= switchIter && ratio < 0.0003) break;
+      await invert();
       rhs();
     }
   } finally {
