@@ -25,14 +25,24 @@
  *     the same iterates as the reference's plain CG on Hn (up to its 1e-8 in s).
  *
  * Deliberate differences from the reference:
- *  - (Hn + ρ I)⁻¹ comes from a float64 Cholesky factorisation and inverse (engine, invertSpd) at each ρ
- *    instead of one float64 eigendecomposition Q diag(1/(λ + ρ)) Qᵀ: the engine has no eigensolver, and
- *    the eigendecomposition would not make a ρ change cheaper. The reference forms Q·diag·Qᵀ in float64
- *    at each ρ, 2n³ flops, against ≈ 1.3n³ for the Cholesky inverse; applying Q and Qᵀ to the rows at
- *    every iteration instead (two rows × n × n products, no n³ per ρ) pays only for rows < ~2n/3, and an
+ *  - (Hn + ρ I)⁻¹ = UᵀU at each ρ, U the float64 Cholesky inverse factor (engine, choleskyInverseUpper;
+ *    H⁻¹ = UᵀU, U upper) and the product UᵀU in float32, instead of one float64 eigendecomposition
+ *    Q diag(1/(λ + ρ)) Qᵀ: the engine has no eigensolver, and the eigendecomposition would not make a ρ
+ *    change cheaper. The reference forms Q·diag·Qᵀ in float64 at each ρ, 2n³ flops, against ≈ n³ float64
+ *    for the factor plus n³ float32 for the product here; applying Q and Qᵀ to the rows at every
+ *    iteration instead (two rows × n × n products, no n³ per ρ) pays only for rows < ~2n/3, and an
  *    eigensolver written here would cost more than a layer's ~10–15 inverses (its tridiagonalisation
- *    alone is 4n³/3 flops of memory-bound matrix-vector work in JS). The inverse is the same matrix,
- *    rounded to float32 for the ADMM products as in the reference.
+ *    alone is 4n³/3 flops of memory-bound matrix-vector work in JS). The factorisation, where float32
+ *    loses (its error grows like cond · 6e-8, engine/cholesky.ts), stays float64; the float32 product of
+ *    the computed factor adds a rounding error of the size that the reference's own float32 rounding of
+ *    the inverse and its float32 B-step product already carry. Measured on the 7 layers of block 1 of the
+ *    synthetic ~100M model at 50%: the reconstruction errors moved by ≤ 3e-5 relative against forming
+ *    L⁻ᵀL⁻¹ in float64 (five lower, two higher); stories260K perplexities in the README.
+ *  - The inverses of the last input are kept by ρ (InverseCache): the layers reading one input (q/k/v,
+ *    gate/up) mostly walk the same ρ schedule, and the later ones reuse the same bits instead of forming
+ *    them again. The reference forms every one.
+ *  - The reference forms the next inverse before its iteration-30 stopping test; when the test stops the
+ *    loop that inverse is never used, and we do not form it.
  *  - A row's CG stops when its residual on its kept entries is ≤ 1e-4 of its right-hand side there. The
  *    reference tests the residual over all entries, which does not vanish off the mask, so it always runs
  *    its 10 iterations. Never-active inputs (H_jj = 0) are left out of CG's support (pcg.ts).
@@ -46,12 +56,15 @@
  * Precision: as in the reference, the ADMM and CG products run in float32 (engine gemm) and the inverse is
  * formed in float64; CG's inner products, step sizes and iterates are float64 (pcg.ts).
  *
- * Cost and memory: one (rows × n) × (n × n) product per ADMM iteration, one float64 inverse per ρ change
- * (every 3 iterations), one product per CG iteration. Besides the products, an ADMM iteration is two
- * branch-free passes over the rows × n entries (scoring with the threshold's window gathered, then D, V
- * and the next right-hand side together); the inverse dominates where n is large (MLP down projection). Besides H, a layer holds Hn (float32, shared by the
- * layers reading the input), the float64 inverse being formed with its factorisation scratch and its
- * float32 copy, ≈ 24 n² bytes, and about ten rows × n arrays.
+ * Cost and memory: one (rows × n) × (n × n) product per ADMM iteration, one float64 factorisation and
+ * one float32 n × n product per ρ change (every 3 iterations; fewer for the later layers of a shared
+ * input), one product per CG iteration. Besides the products, an ADMM iteration is two branch-free passes
+ * over the rows × n entries (scoring with the threshold's window gathered, then D, V and the next
+ * right-hand side together); the factorisation dominates where n is large (MLP down projection). Besides
+ * H, a layer holds Hn (float32, shared by the layers reading the input), the float64 factor with its
+ * scratch, U and the inverse in float32, ≈ 20 n² bytes, up to 32 MiB of kept inverses, and about ten
+ * rows × n arrays. Those work arrays stay allocated from layer to layer (work-arrays.ts): fresh pages
+ * cost ~3 ms/MiB here, ~0.4 s per MLP layer of the ~100M model.
  */
 import { ShearsError, usageError } from '../errors.js';
 import { choleskyInverseUpper, matmul, NotPositiveDefiniteError, releaseScratch } from '../engine/linalg.js';

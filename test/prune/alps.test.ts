@@ -125,6 +125,24 @@ describe('ALPS on random correlated layers', () => {
     }
   });
 
+  it('layers sharing an input (one NormalizedGram, inverses kept by rho, work arrays kept) prune as if alone', async () => {
+    const cols = 96, sequences = 4, tokens = 384;
+    const h = await gramOf(correlatedInputs(tokens, cols, 31, 24), tokens, cols, sequences);
+    const shared = normalizeGram(h, cols);
+    const spec: SparsitySpec = { kind: 'unstructured', sparsity: 0.6 };
+    // q, then a smaller k reading the same input: k reuses q's inverses and q's (larger) work arrays.
+    const q = randomMatrix(64, cols, 3), k = randomMatrix(20, cols, 4);
+    const qShared = Float32Array.from(q), kShared = Float32Array.from(k);
+    await alpsPrune({ data: qShared, rows: 64, cols }, shared, spec);
+    const rk = await alpsPrune({ data: kShared, rows: 20, cols }, shared, spec);
+    // k alone: a fresh normalisation (another Hn) empties the kept inverses.
+    const kAlone = Float32Array.from(k);
+    const ra = await alpsPrune({ data: kAlone, rows: 20, cols }, normalizeGram(h, cols), spec);
+    expect(Buffer.from(kShared.buffer).equals(Buffer.from(kAlone.buffer))).toBe(true);
+    expect(rk.notes).toEqual(ra.notes);
+    expectExactMask(kShared, 20, cols, spec);
+  });
+
   it('the CG refinement on the final mask lowers the error, and N:M tails lose min(N, width)', async () => {
     const rows = 16, cols = 42, tokens = 256;
     const x = correlatedInputs(tokens, cols, 9, 12);
