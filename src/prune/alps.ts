@@ -25,19 +25,16 @@
  *     the same iterates as the reference's plain CG on Hn (up to its 1e-8 in s).
  *
  * Deliberate differences from the reference:
- *  - (Hn + ρ I)⁻¹ = UᵀU at each ρ, U the float64 Cholesky inverse factor (engine, choleskyInverseUpper;
- *    H⁻¹ = UᵀU, U upper) and the product UᵀU in float32, instead of one float64 eigendecomposition
- *    Q diag(1/(λ + ρ)) Qᵀ: the engine has no eigensolver, and the eigendecomposition would not make a ρ
- *    change cheaper. The reference forms Q·diag·Qᵀ in float64 at each ρ, 2n³ flops, against ≈ n³ float64
- *    for the factor plus n³ float32 for the product here; applying Q and Qᵀ to the rows at every
- *    iteration instead (two rows × n × n products, no n³ per ρ) pays only for rows < ~2n/3, and an
- *    eigensolver written here would cost more than a layer's ~10–15 inverses (its tridiagonalisation
- *    alone is 4n³/3 flops of memory-bound matrix-vector work in JS). The factorisation, where float32
- *    loses (its error grows like cond · 6e-8, engine/cholesky.ts), stays float64; the float32 product of
- *    the computed factor adds a rounding error of the size that the reference's own float32 rounding of
- *    the inverse and its float32 B-step product already carry. Measured on the 7 layers of block 1 of the
- *    synthetic ~100M model at 50%: the reconstruction errors moved by ≤ 3e-5 relative against forming
- *    L⁻ᵀL⁻¹ in float64 (five lower, two higher); stories260K perplexities in the README.
+ *  - (Hn + ρ I)⁻¹ = UᵀU at each ρ, in float64: U the Cholesky inverse factor (engine,
+ *    choleskyInverseUpper; H⁻¹ = UᵀU, U upper), the product formed only on and above the diagonal and
+ *    mirrored (shiftedInverse), instead of one float64 eigendecomposition Q diag(1/(λ + ρ)) Qᵀ: the engine
+ *    has no eigensolver, and the eigendecomposition would not make a ρ change cheaper. The reference forms
+ *    Q·diag·Qᵀ in float64 at each ρ, 2n³ flops, against ≈ n³ + n³/3 here; applying Q and Qᵀ to the rows
+ *    at every iteration instead (two rows × n × n products, no n³ per ρ) pays only for rows < ~2n/3, and
+ *    an eigensolver written here would cost more than a layer's ~10–15 inverses (its tridiagonalisation
+ *    alone is 4n³/3 flops of memory-bound matrix-vector work in JS). The inverse is the same matrix,
+ *    rounded to float32 for the ADMM products as in the reference. (A float32 UᵀU, tried, moved the
+ *    stories260K perplexities by −1.5 % to +4.5 %; float64 reproduces them.)
  *  - The inverses of the last input are kept by ρ (InverseCache): the layers reading one input (q/k/v,
  *    gate/up) mostly walk the same ρ schedule, and the later ones reuse the same bits instead of forming
  *    them again. The reference forms every one.
@@ -57,18 +54,19 @@
  * formed in float64; CG's inner products, step sizes and iterates are float64 (pcg.ts).
  *
  * Cost and memory: one (rows × n) × (n × n) product per ADMM iteration, one float64 factorisation and
- * one float32 n × n product per ρ change (every 3 iterations; fewer for the later layers of a shared
+ * one float64 n³/3 product per ρ change (every 3 iterations; fewer for the later layers of a shared
  * input), one product per CG iteration. Besides the products, an ADMM iteration is two branch-free passes
  * over the rows × n entries (scoring with the threshold's window gathered, then D, V and the next
  * right-hand side together); the factorisation dominates where n is large (MLP down projection). Besides
  * H, a layer holds Hn (float32, shared by the layers reading the input), the float64 factor with its
- * scratch, U and the inverse in float32, ≈ 20 n² bytes, up to 32 MiB of kept inverses, and about ten
- * rows × n arrays. Those work arrays stay allocated from layer to layer (work-arrays.ts): fresh pages
- * cost ~3 ms/MiB here, ~0.4 s per MLP layer of the ~100M model.
+ * scratch and the product's (≈ 15 n² bytes), the inverse in float32 (4 n²), up to 32 MiB of kept
+ * inverses, and about ten rows × n arrays. Those work arrays stay allocated from layer to layer
+ * (work-arrays.ts): fresh pages cost ~3 ms/MiB here, ~0.4 s per MLP layer of the ~100M model.
  */
 import { ShearsError, usageError } from '../errors.js';
 import { choleskyInverseUpper, matmul, NotPositiveDefiniteError, releaseScratch } from '../engine/linalg.js';
 import { factorScratch } from '../engine/cholesky.js';
+import { gemmInto, serial } from '../engine/gemm.js';
 import { scratch64 } from '../engine/scratch.js';
 import { type PruneResult, type SparsitySpec, type Weight, checkSpec, checkWeight, countZeros, tailNote } from './spec.js';
 import { kthSmallest } from './select.js';
@@ -431,13 +429,13 @@ const INVERSES = new InverseCache();
 const INVERSE_ROWS = 256;
 
 /**
- * (Hn + ρ I)⁻¹ into `out` (float32) as UᵀU, where U (upper, H⁻¹ = UᵀU) is the engine's float64
- * Cholesky inverse factor (choleskyInverseUpper, in place in `work`) and the product is float32: the
- * cancellation-prone part, the factorisation, stays float64; the product of the computed factor only
- * adds a rounding error of the size the reference's float32 B-step product already has. `u` (n², float32)
- * receives U, `slab` (n · INVERSE_ROWS) the gathered columns.
+ * (Hn + ρ I)⁻¹ into `out` (float32) as UᵀU, all in float64: U (upper, H⁻¹ = UᵀU) is the engine's
+ * Cholesky inverse factor (choleskyInverseUpper, in place in `work`), and UᵀU is formed by row blocks,
+ * each only from column r0 on (the rest is its mirror) and only from U's rows k < r1 (U is upper):
+ * rows [r0, r1) × columns [r0, n) = U[0:r1, r0:r1]ᵀ · U[0:r1, r0:n], ≈ n³/3 flops against the n³ of
+ * forming every row. `ws` is the gathered operands' and the block's float64 scratch (inverseScratch).
  */
-async function shiftedInverse(hn: Float32Array, n: number, rho: number, work: Float64Array, u: Float32Array, slab: Float32Array, out: Float32Array): Promise<void> {
+async function shiftedInverse(hn: Float32Array, n: number, rho: number, work: Float64Array, ws: Float64Array, out: Float32Array): Promise<void> {
   work.set(hn);
   for (let j = 0; j < n; j++) work[j * n + j] += rho;
   try {
@@ -446,14 +444,34 @@ async function shiftedInverse(hn: Float32Array, n: number, rho: number, work: Fl
     if (!(e instanceof NotPositiveDefiniteError)) throw e;
     throw new ShearsError(`ALPS: the ${n}x${n} Hessian plus rho ${rho} is not positive definite; more calibration data or a larger --damp may help`);
   }
-  u.set(work);
-  // Rows [r0, r1) of UᵀU only involve U's rows k < r1 (U is upper): U[0:r1, r0:r1]ᵀ · U[0:r1, :].
   for (let r0 = 0; r0 < n; r0 += INVERSE_ROWS) {
-    const r1 = Math.min(n, r0 + INVERSE_ROWS), r = r1 - r0;
-    const sl = slab.subarray(0, r1 * r);
-    for (let k = 0; k < r1; k++) sl.set(u.subarray(k * n + r0, k * n + r1), k * r);
-    await matmul(sl, [r1, r], u.subarray(0, r1 * n), [r1, n], { transA: true, out: out.subarray(r0 * n, r1 * n) });
+    const r1 = Math.min(n, r0 + INVERSE_ROWS), r = r1 - r0, w = n - r0;
+    const left = ws.subarray(0, r1 * r), right = ws.subarray(r1 * r, r1 * r + r1 * w), block = ws.subarray(r1 * (r + w), r1 * (r + w) + r * w);
+    for (let k = 0; k < r1; k++) {
+      left.set(work.subarray(k * n + r0, k * n + r1), k * r);
+      right.set(work.subarray(k * n + r0, k * n + n), k * w);
+    }
+    await serial(() => gemmInto(block, left, [r1, r], right, [r1, w], { transA: true }));
+    for (let i = 0; i < r; i++) out.set(block.subarray(i * w, (i + 1) * w), (r0 + i) * n + r0);
   }
+  // The lower triangle from the upper, in tiles (a plain transposed walk misses the cache on every write).
+  const T = 32;
+  for (let i0 = 0; i0 < n; i0 += T) {
+    for (let j0 = i0; j0 < n; j0 += T) {
+      const i1 = Math.min(n, i0 + T), j1 = Math.min(n, j0 + T);
+      for (let i = i0; i < i1; i++) for (let j = Math.max(j0, i + 1); j < j1; j++) out[j * n + i] = out[i * n + j];
+    }
+  }
+}
+
+/** Float64 elements of shiftedInverse's scratch: its largest block's two gathered operands and product. */
+function inverseScratch(n: number): number {
+  let most = 0;
+  for (let r0 = 0; r0 < n; r0 += INVERSE_ROWS) {
+    const r1 = Math.min(n, r0 + INVERSE_ROWS), r = r1 - r0, w = n - r0;
+    most = Math.max(most, r1 * (r + w) + r * w);
+  }
+  return most;
 }
 
 /**
@@ -528,8 +546,7 @@ async function runAdmm(b0: Float32Array, y: Float32Array, hn: Float32Array, n: n
   const work = arrays.f64('work', n * n);
   const inv = arrays.f32('inv', n * n);
   let rho = rho0;
-  const u = arrays.f32('u', n * n);
-  const slab = arrays.f32('slab', n * Math.min(n, INVERSE_ROWS));
+  const ws = arrays.f64('inverse.scratch', inverseScratch(n));
   // The factorisation's scratch, held from the first inverse on (otherwise the first is served by
   // throwaway allocations, fresh pages twice per layer).
   scratch64.reserve(factorScratch(n));
@@ -538,7 +555,7 @@ async function runAdmm(b0: Float32Array, y: Float32Array, hn: Float32Array, n: n
     const kept = cache.get(rho);
     if (kept) inv.set(kept);
     else {
-      await shiftedInverse(hn, n, rho, work, u, slab, inv);
+      await shiftedInverse(hn, n, rho, work, ws, inv);
       cache.keep(rho, inv);
     }
   };
