@@ -143,6 +143,17 @@ export class ColumnNormAccumulator {
     this.tokenCount += tokens;
   }
 
+  /**
+   * A batch already reduced to its column sums of squares (float32, computed in the block graph by the same
+   * ReduceSumSquare as add() runs), over `tokens` rows from `sequences` windows.
+   */
+  addSums(sums: Float32Array, tokens: number, sequences: number): void {
+    if (sums.length !== this.cols) throw new RangeError(`column sums have ${sums.length} values, not ${this.cols}`);
+    for (let j = 0; j < this.cols; j++) this.sum[j] += sums[j];
+    this.n += sequences;
+    this.tokenCount += tokens;
+  }
+
   get sequences(): number {
     return this.n;
   }
