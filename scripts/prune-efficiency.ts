@@ -252,8 +252,8 @@ export function projectHours(from: ShapeResult, target: EfficiencyShape, nsample
   return out;
 }
 
-export function printProjection(from: ShapeResult, target: EfficiencyShape, p: ReturnType<typeof projectHours>): void {
-  console.log(`  projected ${target.name} (${target.layers} blocks) at 128 × 2048 tokens, from the ${from.shape.name} per-block costs:`);
+export function printProjection(from: ShapeResult, target: EfficiencyShape, p: ReturnType<typeof projectHours>, nsamples = 128, seqlen = 2048): void {
+  console.log(`  projected ${target.name} (${target.layers} blocks) at ${nsamples} × ${seqlen} tokens, from the ${from.shape.name} per-block costs:`);
   for (const [m, h] of Object.entries(p)) {
     console.log(`    ${m.padEnd(10)} forward ${fixed(h.forward, 2)} h + statistics ${fixed(h.statistics, 2)} h + pruning ${fixed(h.pruning, 2)} h = ${fixed(h.total, 2)} h`);
   }
