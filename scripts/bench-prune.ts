@@ -281,7 +281,18 @@ async function efficiencySection(ms: Method[]): Promise<Record<string, unknown>>
   printProjection(tiny, SHAPE_TINYLLAMA, projections.tinyllama);
   printProjection(tiny, SHAPE_7B, projections.llama7b);
   console.log('  (7B: forward and statistics at the TinyLlama-shaped rates; SparseGPT pruning scaled by Σ rows·cols² + Σ cols³, Wanda by parameters; 2 cores as here)');
-  return { small, tiny, projectionsHours: projections };
+  // The README's "how long" table: model × method × calibration, from the same measured per-block costs.
+  const table: { model: string; calibration: string; hours: Record<string, number> }[] = [];
+  for (const [from, target] of [[small, SHAPE_100M], [tiny, SHAPE_TINYLLAMA], [tiny, SHAPE_7B]] as const) {
+    for (const [n, s] of [[32, 2048], [128, 2048]] as const) {
+      const p = projectHours(from, target, n, s);
+      table.push({ model: `${target.name} (${target.layers} blocks)`, calibration: `${n} × ${s}`, hours: Object.fromEntries(Object.entries(p).map(([m, h]) => [m, h.total])) });
+    }
+  }
+  console.log('\n  how long, whole model (2 cores as here):');
+  console.log(`  ${'model'.padEnd(36)} ${'calibration'.padEnd(12)} ${ms.map((m) => m.padStart(10)).join(' ')}`);
+  for (const r of table) console.log(`  ${r.model.padEnd(36)} ${r.calibration.padEnd(12)} ${ms.map((m) => duration(r.hours[m]).padStart(10)).join(' ')}`);
+  return { small, tiny, projectionsHours: projections, howLong: table };
 }
 
 /** Mean seconds per layer name over the blocks. */
@@ -390,3 +401,9 @@ function hours(seconds: number): string {
 
 // Last, so that every module-level constant above is initialised before main() runs.
 await runAndWriteReport(main, jsonPath, work);
+
+/** Hours as "1.23 h" or, under an hour, "12 min". */
+function duration(hours: number | undefined): string {
+  if (hours === undefined) return '–';
+  return hours >= 1 ? `${fixed(hours, 2)} h` : `${fixed(hours * 60, 0)} min`;
+}

@@ -14,7 +14,7 @@ import { tensor, type Feeds } from '../engine/session.js';
 import { BlockGraph, type BlockLayout, type BlockOutputs } from './block-graph.js';
 import { attentionChunks, causalMask } from './ops.js';
 import { HeadedArchitecture, finishBlock, runBlockGraph, tokensOf, weightFeed } from './runtime.js';
-import type { Architecture, BlockResult, LinearLayer, ModelSpec, Weights } from './types.js';
+import type { Architecture, BlockResult, CaptureReduce, LinearLayer, ModelSpec, Weights } from './types.js';
 
 export abstract class DecoderArchitecture extends HeadedArchitecture implements Architecture {
   abstract readonly spec: ModelSpec;
@@ -72,15 +72,15 @@ export abstract class DecoderArchitecture extends HeadedArchitecture implements 
     return this.localTensors(this.layout(i)).map(([n]) => `${p}${n}`);
   }
 
-  runBlock(i: number, w: Weights, x: Float32Array, seq: number, capture: boolean, out?: Float32Array | null): Promise<BlockResult> {
-    return this.runBody(i, w, x, seq, capture, out);
+  runBlock(i: number, w: Weights, x: Float32Array, seq: number, capture: boolean, out?: Float32Array | null, reduce?: CaptureReduce): Promise<BlockResult> {
+    return this.runBody(i, w, x, seq, capture, out, {}, reduce);
   }
 
   /**
    * runBlock, with the body values named in `always` (id → width: BlockOutputs.inputs the layout's linears
    * do not read, e.g. an MoE block's router logits) among the result's inputs whether capturing or not.
    */
-  protected async runBody(i: number, w: Weights, x: Float32Array, seq: number, capture: boolean, out?: Float32Array | null, always: Record<string, number> = {}): Promise<BlockResult> {
+  protected async runBody(i: number, w: Weights, x: Float32Array, seq: number, capture: boolean, out?: Float32Array | null, always: Record<string, number> = {}, reduce?: CaptureReduce): Promise<BlockResult> {
     const h = this.spec.hiddenSize;
     const tokens = tokensOf(x, h, seq);
     const p = this.p(i);
@@ -97,11 +97,14 @@ export abstract class DecoderArchitecture extends HeadedArchitecture implements 
     // With `always`, the graph always has extra outputs: its capturing and plain variants are keyed here.
     const extra = Object.keys(always).length > 0;
     const outputs = extra ? { ...(capture ? widths : {}), ...always } : widths;
+    // `always` values (router logits) are wanted as they are: such graphs do not reduce.
+    const reduced = capture && !extra ? reduce : undefined;
     // Long windows get a graph whose attention skips the masked half (a second session, keyed apart).
     const chunks = attentionChunks(this.spec.numHeads, seq);
     const key = chunks > 1 ? `${l.key}|attn-chunks${chunks}` : l.key;
     return runBlockGraph({
       key: extra ? `${key}|with-${Object.keys(always).join('-')}|${+capture}` : key,
+      reduce: reduced,
       build: (cap) => {
         const b = new BlockGraph(`${this.spec.family}_block`, h, l, chunks);
         const o = this.body(b);
@@ -111,7 +114,7 @@ export abstract class DecoderArchitecture extends HeadedArchitecture implements 
           if (value === undefined) throw new Error(`${this.spec.modelType} block body does not give input ${id}`);
           inputs[id] = [value, width];
         }
-        return finishBlock(b.g, b.x, o.out, h, cap, inputs);
+        return finishBlock(b.g, b.x, o.out, h, cap, inputs, reduced);
       },
       feeds,
       tokens,

@@ -31,7 +31,7 @@ import { LlamaArchitecture } from './llama.js';
 import { ACTIVATIONS, activation, isActivation, linear, type Activation } from './ops.js';
 import { readRope, requireWholeHead, type Rope } from './rope.js';
 import { finishBlock, runBlockGraph, weightFeed } from './runtime.js';
-import type { BlockResult, LinearLayer, ModelSpec, RoutedExperts, Routing, Weights } from './types.js';
+import type { BlockResult, CaptureReduce, LinearLayer, ModelSpec, RoutedExperts, Routing, Weights } from './types.js';
 
 /** How a family names and stores its experts. */
 export type ExpertLayout =
@@ -202,8 +202,8 @@ export class MoeArchitecture extends LlamaArchitecture implements RoutedExperts 
   }
 
   /** `out` null (a statistics pass) is treated as absent: the experts need the block's routing either way. */
-  override async runBlock(i: number, w: Weights, x: Float32Array, seq: number, capture: boolean, outOrNull?: Float32Array | null): Promise<BlockResult> {
-    if (!this.o.sparse(i)) return super.runBlock(i, w, x, seq, capture, outOrNull);
+  override async runBlock(i: number, w: Weights, x: Float32Array, seq: number, capture: boolean, outOrNull?: Float32Array | null, reduce?: CaptureReduce): Promise<BlockResult> {
+    if (!this.o.sparse(i)) return super.runBlock(i, w, x, seq, capture, outOrNull, reduce);
     // Every expert loaded: the shared part, then the experts in order, as run/experts.ts streams them.
     const h = this.spec.hiddenSize;
     const { experts: E, expertSize: m } = this.o;

@@ -7,7 +7,7 @@ import { ShearsError, usageError } from '../errors.js';
 import { GraphBuilder } from '../engine/graph.js';
 import { releaseSessions, run, session, tensor, type Feeds } from '../engine/session.js';
 import { softcap } from './ops.js';
-import type { BlockResult, LinearLayer, Weights } from './types.js';
+import type { BlockResult, CaptureReduce, LinearLayer, Weights } from './types.js';
 
 /** A weight from `w` as a tensor of shape `dims`, checking that it has that many values. */
 export function weightFeed(w: Weights, name: string, dims: readonly number[]): ort.Tensor {
@@ -61,12 +61,18 @@ function scratchBuffer(key: string, length: number): Float32Array {
 
 /**
  * Declares a block graph's outputs: `out` [tokens, hidden] and, in the capturing variant, each linear
- * input (id → [value, width]); `x` is the graph's input value. Returns the built block.
+ * input (id → [value, width]), or with `reduce` its column sums of squares [width]; `x` is the graph's
+ * input value. Returns the built block.
  */
-export function finishBlock(g: GraphBuilder, x: string, out: string, hidden: number, capture: boolean, inputs: Record<string, readonly [string, number]>): BuiltBlock {
+export function finishBlock(g: GraphBuilder, x: string, out: string, hidden: number, capture: boolean, inputs: Record<string, readonly [string, number]>, reduce?: CaptureReduce): BuiltBlock {
   const captures: Record<string, string> = {};
   if (capture) {
     for (const [id, [value, width]] of Object.entries(inputs)) {
+      if (reduce === 'column-squares') {
+        // The same ReduceSumSquare over the call's rows as linalg.addColumnSquares runs on a captured input.
+        captures[id] = g.output(g.op('ReduceSumSquare', [value], { axes: [0], keepdims: 0 }), 'float32', [width], `${id}_sumsq`);
+        continue;
+      }
       // A post-LN block feeds its first layers the block input x itself; a graph input cannot double as an output.
       captures[id] = g.output(value, 'float32', ['tokens', width], value === x ? `${id}_copy` : undefined);
     }
@@ -86,6 +92,8 @@ export interface BlockCall {
   capture: boolean;
   /** Width of each captured input id (cols of the layers it feeds). */
   widths: Record<string, number>;
+  /** The graph reduces its captures (finishBlock's `reduce`; the caller's build must pass it on). */
+  reduce?: CaptureReduce;
   /**
    * Where to write the block output ([tokens, hidden], must not overlap the input); fresh if absent. null:
    * the output is not wanted (a statistics pass, capture on): the graph without it runs, and `out` of the
@@ -110,7 +118,8 @@ export function releaseBlockSessions(): Promise<void> {
 export async function runBlockGraph(c: BlockCall): Promise<BlockResult> {
   const inputsOnly = c.out === null;
   if (inputsOnly && !c.capture) throw new Error('a block call that discards its output must capture its inputs');
-  const key = `${BLOCK_SESSION}${c.capture ? `${c.key}|capture${inputsOnly ? '|inputs-only' : ''}` : c.key}`;
+  const reduce = c.capture ? c.reduce : undefined;
+  const key = `${BLOCK_SESSION}${c.capture ? `${c.key}|capture${reduce ? `|${reduce}` : ''}${inputsOnly ? '|inputs-only' : ''}` : c.key}`;
   const s = await session(key, () => {
     const b = c.build(c.capture);
     names.set(key, { out: b.out, captures: b.captures });
@@ -127,12 +136,13 @@ export async function runBlockGraph(c: BlockCall): Promise<BlockResult> {
     for (const [id, value] of Object.entries(n.captures)) {
       const width = c.widths[id];
       if (width === undefined) throw new Error(`no width given for captured input ${id}`);
-      inputs[id] = scratchBuffer(`${key}|${id}`, c.tokens * width);
-      into[value] = tensor(inputs[id], [c.tokens, width]);
+      const dims = reduce ? [width] : [c.tokens, width];
+      inputs[id] = scratchBuffer(`${key}|${id}`, dims.reduce((a, b) => a * b, 1));
+      into[value] = tensor(inputs[id], dims);
     }
   }
   await run(s, c.feeds, into);
-  return { out, inputs };
+  return reduce ? { out, inputs, reduced: reduce } : { out, inputs };
 }
 
 /** The final transform and LM head of a family, for `headLogits` / `headNll`. */

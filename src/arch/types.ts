@@ -78,7 +78,15 @@ export interface BlockResult {
    * did (MoE experts see only their routed tokens); absent ids count every window of the call.
    */
   sequences?: Record<string, number>;
+  /** Set when the call reduced its captures: each input is then Σ over the call's rows of x², [cols] (float32). */
+  reduced?: CaptureReduce;
 }
+
+/**
+ * A capture reduced inside the block graph: 'column-squares' hands over each linear input's column sums of
+ * squares instead of its rows (Wanda's statistic), so the rows never leave onnxruntime.
+ */
+export type CaptureReduce = 'column-squares';
 
 export interface Architecture {
   readonly spec: ModelSpec;
@@ -96,9 +104,10 @@ export interface Architecture {
    * Runs decoder block i on x [tokens, hidden] made of windows of `seq` tokens. The result's `out` is `out`
    * when given (it must not overlap x) or else a fresh array; `out` null (with capture) skips the output
    * and the work only it needs, leaving `out` empty. Captured `inputs` are scratch buffers that the next
-   * capturing call overwrites (consume them first).
+   * capturing call overwrites (consume them first). `reduce` asks for reduced captures (the result says
+   * whether it gave them: an adapter may ignore it).
    */
-  runBlock(i: number, w: Weights, x: Float32Array, seq: number, capture: boolean, out?: Float32Array | null): Promise<BlockResult>;
+  runBlock(i: number, w: Weights, x: Float32Array, seq: number, capture: boolean, out?: Float32Array | null, reduce?: CaptureReduce): Promise<BlockResult>;
   /** The LM head as a linear layer [vocab, width] (input id "head_in"); `tied` when it is the embedding matrix. */
   headLinear(): LinearLayer & { tied: boolean };
   /** What the LM head multiplies: the final norm (and projection) of x [tokens, hidden] → [tokens, width]. */

@@ -8,6 +8,7 @@
  */
 import { OUT_CHUNK_BYTES, gemmInto, serial, type Shape2 } from './gemm.js';
 import { GraphBuilder } from './graph.js';
+import { accumulatePacked, addUnfolded, gramChunks, packedLength } from './gram.js';
 import { scratch32 } from './scratch.js';
 import { run, session, tensor } from './session.js';
 
@@ -52,17 +53,18 @@ export function matmul(
 }
 
 /**
- * c = alpha·op(A)·op(B) + beta·c in place, float32 (alpha = 1, beta = 1 by default). With beta = 0 the old
+ * c = alpha·op(A)·op(B) + beta·c in place, float32 or float64 (all operands one dtype; alpha = 1, beta = 1
+ * by default). With beta = 0 the old
  * contents of c are ignored (not multiplied, so NaNs there do not survive).
  * Example: SparseGPT's lazy batch update W[:, i2:] −= Err·Hinv[i1:i2, i2:] is alpha = −1, beta = 1.
  * alpha and beta are compiled into a cached ORT graph: use a few distinct values, not one per call.
  */
-export function gemmAccumulate(
-  c: Float32Array,
+export function gemmAccumulate<T extends Float32Array | Float64Array>(
+  c: T,
   cShape: Shape2,
-  a: Float32Array,
+  a: T,
   aShape: Shape2,
-  b: Float32Array,
+  b: T,
   bShape: Shape2,
   opts: ProductOptions & { alpha?: number; beta?: number } = {},
 ): Promise<void> {
@@ -78,7 +80,7 @@ export function gemmAccumulate(
  * h[n×n] += xᵀ·x for x [rows, n], in place and in float32. When h fits one ORT output (n ≤ 1024) this is one
  * Gemm (transA = 1, beta = 1) whose output buffer is also its C input: onnxruntime accepts that aliasing
  * (the tests check the sums). Larger h would have to be produced in row chunks anyway (gemm.ts), and then
- * the symmetry pays: only the chunks' lower-left parts are multiplied and JS mirrors them (see gramBySymmetry).
+ * the symmetry pays: only the lower triangle's chunks are multiplied (gram.ts), then added and mirrored.
  */
 export function accumulateGram(h: Float32Array, n: number, x: Float32Array, rows: number): Promise<void> {
   if (h.length !== n * n) throw new RangeError(`accumulateGram: h has ${h.length} elements, expected ${n}×${n}`);
@@ -99,47 +101,14 @@ const GRAM_CHUNK_ELEMS = OUT_CHUNK_BYTES / 4;
  */
 const SYMMETRIC_MIN_ROWS = 512;
 
-/**
- * h += xᵀx computing only the lower triangle's row chunks: for rows [r0, r1) of h, P = xᵀ[r0:r1]·xᵀ[0:r1]ᵀ
- * (one ORT product on a transposed copy of x, so both factors are contiguous rows), added to h[r0:r1, 0:r1]
- * and mirrored into h[0:r0, r0:r1]. Half the flops of the full product; each h entry still comes from one
- * float32 dot product plus one float32 addition, so results equal the full Gemm's (bit for bit in tests
- * here) and h stays exactly symmetric. The transposed copy of x lives in the scratch arena.
- */
+/** h += xᵀx through the packed lower triangle (gram.ts) in scratch, added into h and mirrored. */
 async function gramBySymmetry(h: Float32Array, n: number, x: Float32Array, rows: number): Promise<void> {
+  const chunks = gramChunks(n);
   const mark = scratch32.mark();
   try {
-    const xt = scratch32.alloc(n * rows);
-    const tile = 64;
-    for (let i0 = 0; i0 < rows; i0 += tile) {
-      const i1 = Math.min(rows, i0 + tile);
-      for (let j0 = 0; j0 < n; j0 += tile) {
-        const j1 = Math.min(n, j0 + tile);
-        for (let j = j0; j < j1; j++) {
-          const o = j * rows;
-          for (let i = i0; i < i1; i++) xt[o + i] = x[i * n + j];
-        }
-      }
-    }
-    for (let r0 = 0; r0 < n; ) {
-      // The largest chunk whose r × (r0 + r) output fits one ORT output; thinner as the triangle widens.
-      const r = Math.min(n - r0, Math.max(32, Math.floor((-r0 + Math.sqrt(r0 * r0 + 4 * GRAM_CHUNK_ELEMS)) / 2)));
-      const r1 = r0 + r;
-      const m2 = scratch32.mark();
-      const p = scratch32.alloc(r * r1);
-      await gemmInto(p, xt.subarray(r0 * rows, r1 * rows), [r, rows], xt.subarray(0, r1 * rows), [r1, rows], { transB: true });
-      for (let i = 0; i < r; i++) {
-        const hi = (r0 + i) * n;
-        const pi = i * r1;
-        for (let j = 0; j < r1; j++) h[hi + j] += p[pi + j];
-      }
-      for (let j = 0; j < r0; j++) {
-        const hj = j * n + r0;
-        for (let i = 0; i < r; i++) h[hj + i] += p[i * r1 + j];
-      }
-      scratch32.release(m2);
-      r0 = r1;
-    }
+    const packed = scratch32.alloc(packedLength(chunks)).fill(0);
+    await accumulatePacked(packed, n, chunks, x, rows);
+    addUnfolded(h, n, packed, chunks);
   } finally {
     scratch32.release(mark);
   }

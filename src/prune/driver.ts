@@ -5,8 +5,9 @@
  * produce the next block's inputs. --true-sequential prunes the layers stage by stage (attention
  * inputs, attention output, MLP inputs, MLP output), re-collecting statistics after each stage.
  */
-import type { Architecture, LinearLayer, RoutedExperts, TensorSource, Weights } from '../arch/types.js';
+import type { Architecture, CaptureReduce, LinearLayer, RoutedExperts, TensorSource, Weights } from '../arch/types.js';
 import { loadWeights, runBlockOver, type InputsHook } from '../run/blocks.js';
+import { endBlockPass } from '../run/micro-batches.js';
 import { loadExpert, runExpertOver, runSharedOver, type LoadedExpert, type SharedPass } from '../run/experts.js';
 import { releaseBlockSessions } from '../arch/runtime.js';
 import { collectGarbage } from '../run/memory.js';
@@ -204,9 +205,7 @@ async function owlBlock(arch: Architecture, src: TensorSource, b: number, x: Flo
   hooks.onProgress?.({ block: b, blocks: arch.spec.numLayers, stage: 'OWL outlier ratios on the dense model' });
   const norms = (ls: LinearLayer[]) => new Map<string, LayerInput>(ls.map((l) => [l.input, new LayerInput(l.cols, { columnNorms: true, gram: false, keepGram: false })]));
   // An MoE expert's input holds only its routed tokens, from the windows that routed any (`sequences`).
-  const collect = (stats: Map<string, LayerInput>): InputsHook => async (inputs, n, sequences) => {
-    for (const [id, acc] of stats) await acc.add(inputs[id], inputs[id].length / acc.cols, sequences?.[id] ?? n);
-  };
+  const collect = (stats: Map<string, LayerInput>): InputsHook => (inputs, n, sequences, reduced) => addInputs(stats, inputs, n, seq, sequences, reduced);
   const finish = async (stats: Map<string, LayerInput>) => {
     for (const acc of stats.values()) await acc.finish();
   };
@@ -216,8 +215,8 @@ async function owlBlock(arch: Architecture, src: TensorSource, b: number, x: Flo
     const w = loadWeights(src, arch.blockTensors(b));
     const all = arch.linears(b);
     const stats = norms(all);
-    await runBlockOver(arch, b, w, x, seq, x, collect(stats));
-    await releaseBlockSessions();
+    await runBlockOver(arch, b, w, x, seq, x, collect(stats), 'column-squares');
+    await endBlockPass(arch, seq);
     await finish(stats);
     return blockOutlierRatio(all.map((l) => owlLayer(l, w, stats)), m);
   }
@@ -263,7 +262,7 @@ async function pruneBlock(run: Run, b: number): Promise<void> {
   for (const stage of stages) {
     const todo = all.filter((l) => (stage === undefined || l.stage === stage) && !isSkipped(l));
     hooks.onProgress?.({ block: b, blocks: arch.spec.numLayers, stage: stage === undefined ? 'all' : `stage ${stage}` });
-    await pruneStage(run, b, w, todo, (onInputs) => runBlockOver(arch, b, w, run.x!, run.seq, null, onInputs));
+    await pruneStage(run, b, w, todo, (onInputs, reduce) => runBlockOver(arch, b, w, run.x!, run.seq, null, onInputs, reduce));
   }
   for (const l of all.filter(isSkipped)) {
     run.layers.push({ block: b, name: l.name, tensor: l.tensor, rows: l.rows, cols: l.cols, skipped: true, sparsity: zeroFraction(layerData(l, w)), seconds: 0 });
@@ -271,7 +270,7 @@ async function pruneBlock(run: Run, b: number): Promise<void> {
   if (run.calibrated) {
     const t = performance.now();
     await runBlockOver(arch, b, w, run.x!, run.seq, run.x!);
-    await releaseBlockSessions(); // see collectStats
+    await endBlockPass(arch, run.seq); // see collectStats
     timings.forward += (performance.now() - t) / 1000;
     opts.finite?.check(`block ${b}: its output on the calibration windows`, run.x!, 'the activations overflow float32 in this block'); // hardening
   }
@@ -351,7 +350,19 @@ async function pruneExpert(run: Run, b: number, routed: RoutedExperts, e: number
  * A capturing forward over the calibration windows that hands each micro-batch's inputs to `onInputs`
  * (the block, or a part of it, as it is now); its output is not kept.
  */
-type StatsPass = (onInputs: InputsHook) => Promise<unknown>;
+type StatsPass = (onInputs: InputsHook, reduce?: CaptureReduce) => Promise<unknown>;
+
+/**
+ * One micro-batch's captured inputs into their statistics: rows, or (reduced captures) column sums of squares
+ * over n windows of `seq` tokens. An MoE expert's input holds only its routed tokens, from the windows that
+ * routed any (`sequences`).
+ */
+async function addInputs(stats: Map<string, LayerInput>, inputs: Record<string, Float32Array>, n: number, seq: number, sequences?: Record<string, number>, reduced?: CaptureReduce): Promise<void> {
+  for (const [id, acc] of stats) {
+    if (reduced) acc.addColumnSquares(inputs[id], n * seq, sequences?.[id] ?? n);
+    else await acc.add(inputs[id], inputs[id].length / acc.cols, sequences?.[id] ?? n);
+  }
+}
 
 /** Collects the statistics of `todo`'s inputs with `pass`, then prunes each layer of `todo`. */
 async function pruneStage(run: Run, b: number, w: Weights, todo: LinearLayer[], pass: StatsPass): Promise<void> {
@@ -379,19 +390,21 @@ async function collectStats(run: Run, b: number, todo: LinearLayer[], pass: Stat
   const t = performance.now();
   // Only the forward's output is thrown away here: the next block's inputs come from the pruned re-run.
   // Performance: null drops it (no x-sized scratch per block: fresh pages cost ~3.5 ms/MiB here).
-  await pass(async (inputs, n, sequences) => {
+  // Column norms alone (Wanda) are reduced inside the block graph: the rows never leave onnxruntime.
+  const reduce = [...stats.values()].every((s) => s.columnNormsOnly) ? 'column-squares' : undefined;
+  await pass(async (inputs, n, sequences, reduced) => {
     const s0 = performance.now();
-    // An MoE expert's input holds only its routed tokens, from the windows that routed any (`sequences`).
-    for (const [id, acc] of stats) await acc.add(inputs[id], inputs[id].length / acc.cols, sequences?.[id] ?? n);
+    await addInputs(stats, inputs, n, run.seq, sequences, reduced);
     statSeconds += (performance.now() - s0) / 1000;
-  });
+  }, reduce);
   const s0 = performance.now();
   for (const acc of stats.values()) await acc.finish();
   statSeconds += (performance.now() - s0) / 1000;
   // The block session's memory arena keeps the high-water mark of its activations for the life of the
   // session (~250 MiB at hidden 2048, 1024 tokens a call). Released after each pass, it is not held while
-  // the layers are pruned; rebuilding the session costs ~0.2 s a pass at hidden 2048.
-  await releaseBlockSessions();
+  // the layers are pruned; rebuilding the session costs ~0.2 s a pass at hidden 2048. Small ones are kept
+  // (endBlockPass): there the rebuild is the larger cost.
+  await endBlockPass(run.arch, run.seq);
   collectGarbage(); // onnxruntime's copies of the captured inputs, before the pruning allocates
   timings.statistics += statSeconds;
   timings.forward += (performance.now() - t) / 1000 - statSeconds;

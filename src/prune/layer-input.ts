@@ -33,6 +33,18 @@ export class LayerInput {
     await this.gramAcc?.add(x, tokens, sequences);
   }
 
+  /** A batch given as its column sums of squares (reduced captures): only for an input that needs nothing else. */
+  addColumnSquares(sums: Float32Array, tokens: number, sequences: number): void {
+    if (!this.norms || this.gramAcc) throw new Error('column sums alone cannot feed this input\'s statistics');
+    this.tokenCount += tokens;
+    this.norms.addSums(sums, tokens, sequences);
+  }
+
+  /** Only column norms are wanted: a pass may hand over reduced captures. */
+  get columnNormsOnly(): boolean {
+    return !!this.norms && !this.gramAcc;
+  }
+
   /** Calibration tokens added (rows of x). */
   get tokens(): number {
     return this.tokenCount;

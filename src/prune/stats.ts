@@ -9,6 +9,8 @@
  * once at the end, which is the same quantity with fewer roundings.
  */
 import { accumulateGram, addColumnSquares } from '../engine/linalg.js';
+import { serial } from '../engine/gemm.js';
+import { accumulatePacked, gramChunks, unfoldInPlace, type GramChunk } from '../engine/gram.js';
 
 /**
  * Rows stacked before one XᵀX product. Block calls hand over 256–2048 tokens; at 512 rows the product ran at
@@ -23,8 +25,12 @@ const STACK_BYTES = 64 * 2 ** 20;
 export class GramAccumulator {
   readonly cols: number;
   /** Σ XᵀX, then H in place once result() was called. float32 like the reference: cols² doubles
-   *  would be 1 GiB for an 11008-wide input. Each batch's XᵀX is added by one engine gemm (beta = 1). */
+   *  would be 1 GiB for an 11008-wide input. Each batch's XᵀX is added by engine gemms (beta = 1): one over
+   *  the whole matrix, or for an input too wide for one ORT output, one per row chunk of the lower triangle,
+   *  packed at the start of `sum` (engine/gram.ts) and unfolded in place by result(). */
   private readonly sum: Float32Array;
+  /** The packed lower triangle's chunks; undefined when the whole matrix is one product. */
+  private readonly chunks?: GramChunk[];
   /**
    * Room for cols² doubles, of which `sum` is the first half. The other half is never touched (its pages
    * cost no memory) until takeFloat64() widens H in place, so that the float32 H and its float64 copy are
@@ -40,12 +46,14 @@ export class GramAccumulator {
   private stacked = 0;
   private readonly stackRows: number;
 
-  /** `stackRows` overrides the rows stacked per product (tests). */
-  constructor(cols: number, opts: { stackRows?: number } = {}) {
+  /** `stackRows` overrides the rows stacked per product, `chunkElems` the size of the triangle's chunks (tests). */
+  constructor(cols: number, opts: { stackRows?: number; chunkElems?: number } = {}) {
     if (!(Number.isSafeInteger(cols) && cols > 0)) throw new RangeError(`invalid column count ${cols}`);
     this.cols = cols;
     this.buffer = new ArrayBuffer(cols * cols * Float64Array.BYTES_PER_ELEMENT);
     this.sum = new Float32Array(this.buffer, 0, cols * cols);
+    const chunks = gramChunks(cols, opts.chunkElems);
+    if (chunks.length > 1) this.chunks = chunks;
     this.stackRows = opts.stackRows ?? Math.max(1, Math.min(STACK_ROWS, Math.floor(STACK_BYTES / (cols * 4))));
   }
 
@@ -59,7 +67,7 @@ export class GramAccumulator {
     while (t < tokens) {
       if (this.stacked === 0 && tokens - t >= stackRows) {
         // A batch that fills the stack by itself goes to the product directly.
-        await accumulateGram(this.sum, cols, x.subarray(t * cols, tokens * cols), tokens - t);
+        await this.product(x.subarray(t * cols, tokens * cols), tokens - t);
         return;
       }
       this.stack ??= new Float32Array(stackRows * cols);
@@ -71,9 +79,15 @@ export class GramAccumulator {
     }
   }
 
+  private product(x: Float32Array, rows: number): Promise<void> {
+    const chunks = this.chunks;
+    if (!chunks) return accumulateGram(this.sum, this.cols, x, rows);
+    return serial(() => accumulatePacked(this.sum, this.cols, chunks, x, rows));
+  }
+
   /** Adds the stacked rows' XᵀX to the sum. */
   private async flush(): Promise<void> {
-    if (this.stacked > 0) await accumulateGram(this.sum, this.cols, this.stack!.subarray(0, this.stacked * this.cols), this.stacked);
+    if (this.stacked > 0) await this.product(this.stack!.subarray(0, this.stacked * this.cols), this.stacked);
     this.stacked = 0;
   }
 
@@ -100,6 +114,7 @@ export class GramAccumulator {
     if (this.stacked > 0) throw new Error('GramAccumulator.result before finish(): rows are still stacked');
     if (!this.final) {
       this.final = true;
+      if (this.chunks) unfoldInPlace(this.sum, this.cols, this.chunks);
       if (this.n > 0) {
         const scale = 2 / this.n;
         for (let k = 0; k < this.sum.length; k++) this.sum[k] *= scale;
@@ -139,6 +154,17 @@ export class ColumnNormAccumulator {
   async add(x: Float32Array, tokens: number, sequences: number): Promise<void> {
     checkBatch(x, tokens, sequences, this.cols);
     await addColumnSquares(this.sum, x, tokens);
+    this.n += sequences;
+    this.tokenCount += tokens;
+  }
+
+  /**
+   * A batch already reduced to its column sums of squares (float32, computed in the block graph by the same
+   * ReduceSumSquare as add() runs), over `tokens` rows from `sequences` windows.
+   */
+  addSums(sums: Float32Array, tokens: number, sequences: number): void {
+    if (sums.length !== this.cols) throw new RangeError(`column sums have ${sums.length} values, not ${this.cols}`);
+    for (let j = 0; j < this.cols; j++) this.sum[j] += sums[j];
     this.n += sequences;
     this.tokenCount += tokens;
   }

@@ -3,7 +3,7 @@
  * Only the block being run has its weights in memory (of an MoE block: its shared parts and one routed
  * expert at a time, see experts.ts); windows go through in micro-batches (micro-batches.ts).
  */
-import type { Architecture, TensorSource, Weights } from '../arch/types.js';
+import type { Architecture, CaptureReduce, TensorSource, Weights } from '../arch/types.js';
 import { loadWeights, runCalls, type InputsHook } from './micro-batches.js';
 import { runRoutedBlockInPlace } from './experts.js';
 
@@ -12,7 +12,8 @@ export { loadWeights, windowsPerCall, type InputsHook } from './micro-batches.js
 /**
  * Runs block i over x ([windows·seq, hidden]) and writes the result to `out` (may be x itself), or drops
  * it when `out` is null (a statistics-only pass). With `onInputs`, each micro-batch's linear inputs are
- * handed over before the next batch runs.
+ * handed over before the next batch runs; with `reduce`, reduced in the graph when the architecture can
+ * (the hook's `reduced` says which it got).
  */
 export function runBlockOver(
   arch: Architecture,
@@ -22,8 +23,9 @@ export function runBlockOver(
   seq: number,
   out: Float32Array | null,
   onInputs?: InputsHook,
+  reduce?: CaptureReduce,
 ): Promise<void> {
-  return runCalls(arch, (xs, capture, target) => arch.runBlock(i, w, xs, seq, capture, target), x, seq, out, onInputs);
+  return runCalls(arch, (xs, capture, target) => arch.runBlock(i, w, xs, seq, capture, target, reduce), x, seq, out, onInputs);
 }
 
 export interface ForwardHooks {

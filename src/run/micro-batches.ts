@@ -2,7 +2,9 @@
  * Micro-batching of block calls: windows go through a block (or a block's part) in calls small enough that
  * attention scores ([windows, heads, seq, seq]) and captured linear inputs stay modest.
  */
-import type { Architecture, BlockResult, TensorSource, Weights } from '../arch/types.js';
+import type { Architecture, BlockResult, CaptureReduce, TensorSource, Weights } from '../arch/types.js';
+import { releaseBlockSessions } from '../arch/runtime.js';
+import { attentionChunks } from '../arch/ops.js';
 
 /** Reads `names` as float32 (stored layout). */
 export function loadWeights(src: TensorSource, names: string[]): Weights {
@@ -15,7 +17,7 @@ export function loadWeights(src: TensorSource, names: string[]): Weights {
  * Captured linear inputs of one micro-batch, by input id, [tokens, width]; `windows` sequences, or
  * `sequences[id]` for an input that only some windows fed (MoE experts).
  */
-export type InputsHook = (inputs: Record<string, Float32Array>, windows: number, sequences?: Record<string, number>) => Promise<void> | void;
+export type InputsHook = (inputs: Record<string, Float32Array>, windows: number, sequences?: Record<string, number>, reduced?: CaptureReduce) => Promise<void> | void;
 
 /**
  * Bytes of attention scores ([windows, heads, seq, seq] float32) per call. ORT materialises the scores about
@@ -63,8 +65,36 @@ export async function runCalls(arch: Architecture, call: BlockCallFn, x: Float32
     // Writing straight into `out` is allowed only when it does not alias the input.
     const target = discard ? null : staging ? staging.subarray(0, to - from) : out!.subarray(from, to);
     const r = await call(x.subarray(from, to), onInputs !== undefined, target, start * seq);
-    if (onInputs) await onInputs(r.inputs, n, r.sequences);
+    if (onInputs) await onInputs(r.inputs, n, r.sequences, r.reduced);
     if (out !== null && staging && target) out.set(target, from);
   }
 }
 
+
+/**
+ * Block sessions whose calls' activations stay below this are kept from pass to pass (and block to block):
+ * their memory arena is small, while building a session and first touching its arena cost 30–60 ms a pass
+ * at hidden 768 (6–8 % of a ~100M model's forward). Larger ones are released after each pass (see
+ * `endBlockPass`).
+ */
+const KEEP_SESSION_BYTES = 128 * 2 ** 20;
+
+/**
+ * A rough upper estimate of one block call's live activations, which is what a block session's arena grows to:
+ * the residual stream and attention projections (~6 × hidden), the MLP's (~3 × intermediate) and three copies
+ * of a query chunk's scores (product, + mask, softmax).
+ */
+export function callActivationBytes(arch: Architecture, seq: number): number {
+  const { hiddenSize: h, intermediateSize: m, numHeads } = arch.spec;
+  const windows = windowsPerCall(arch, seq);
+  const chunkRows = Math.ceil(seq / attentionChunks(numHeads, seq));
+  return 4 * (windows * seq * (6 * h + 3 * m) + 3 * windows * numHeads * chunkRows * seq);
+}
+
+/**
+ * After a pass over the windows, before work that allocates (pruning a block, loading the next): the block
+ * sessions and their arenas are released unless they are small (KEEP_SESSION_BYTES).
+ */
+export async function endBlockPass(arch: Architecture, seq: number): Promise<void> {
+  if (callActivationBytes(arch, seq) > KEEP_SESSION_BYTES) await releaseBlockSessions();
+}

@@ -19,9 +19,10 @@ function batches(cols: number) {
 }
 
 describe('GramAccumulator', () => {
-  it('gives (2/N) Σ XᵀX with N = sequences, symmetric, to float32 accuracy', async () => {
-    const cols = 37;
-    const acc = new GramAccumulator(cols);
+  // One product over the whole matrix, and 70 columns in three row chunks of the lower triangle (32, 32 and 6
+  // rows: packed, then unfolded in place).
+  for (const [cols, chunkElems] of [[37, undefined], [70, 300]] as const) it(`gives (2/N) Σ XᵀX with N = sequences, symmetric, to float32 accuracy (${cols} columns${chunkElems ? ', lower triangle in chunks' : ''})`, async () => {
+    const acc = new GramAccumulator(cols, { chunkElems });
     const ref = new Float64Array(cols * cols);
     let n = 0;
     for (const b of batches(cols)) {
@@ -43,6 +44,7 @@ describe('GramAccumulator', () => {
       expect(Math.abs(h[i] - (2 / n) * ref[i])).toBeLessThan(1e-5 * maxDiag);
     }
     for (let i = 0; i < cols; i++) for (let j = 0; j < i; j++) expect(Math.abs(h[i * cols + j] - h[j * cols + i])).toBeLessThan(1e-6 * maxDiag);
+    if (chunkElems) for (let i = 0; i < cols; i++) for (let j = 0; j < i; j++) expect(h[i * cols + j]).toBe(h[j * cols + i]);
     // result() is final and stable: the layers sharing the input all read the same H.
     expect(acc.result()).toBe(h);
     await expect(acc.add(new Float32Array(cols), 1, 1)).rejects.toThrow(/after result/);
