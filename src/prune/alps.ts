@@ -35,9 +35,9 @@
  *    alone is 4n³/3 flops of memory-bound matrix-vector work in JS). The inverse is the same matrix,
  *    rounded to float32 for the ADMM products as in the reference. (A float32 UᵀU, tried, moved the
  *    stories260K perplexities by −1.5 % to +4.5 %; float64 reproduces them.)
- *  - The inverses of the last input are kept by ρ (InverseCache): the layers reading one input (q/k/v,
- *    gate/up) mostly walk the same ρ schedule, and the later ones reuse the same bits instead of forming
- *    them again. The reference forms every one.
+ *  - Each input's inverses are kept by ρ while its layers are pruned (InverseCache, up to 32 MiB): the
+ *    layers reading one input (q/k/v, gate/up) mostly walk the same ρ schedule, and the later ones reuse
+ *    the same bits instead of forming them again. The reference forms every one.
  *  - The reference forms the next inverse before its iteration-30 stopping test; when the test stops the
  *    loop that inverse is never used, and we do not form it.
  *  - A row's CG stops when its residual on its kept entries is ≤ 1e-4 of its right-hand side there. The
@@ -60,8 +60,9 @@
  * right-hand side together); the factorisation dominates where n is large (MLP down projection). Besides
  * H, a layer holds Hn (float32, shared by the layers reading the input), the float64 factor with its
  * scratch and the product's (≈ 15 n² bytes), the inverse in float32 (4 n²), up to 32 MiB of kept
- * inverses, and about ten rows × n arrays. Those work arrays stay allocated from layer to layer
- * (work-arrays.ts): fresh pages cost ~3 ms/MiB here, ~0.4 s per MLP layer of the ~100M model.
+ * inverses, and about ten rows × n arrays. The work arrays and inverses are kept for the next layer
+ * reading the same input and dropped with the input (work-arrays.ts; fresh pages cost ~3 ms/MiB here,
+ * ~0.4 s per MLP layer of the ~100M model).
  */
 import { ShearsError, usageError } from '../errors.js';
 import { choleskyInverseUpper, matmul, NotPositiveDefiniteError, releaseScratch } from '../engine/linalg.js';
@@ -96,6 +97,12 @@ export interface AlpsOptions {
   maxIter?: number;
   /** CG iteration limit on the final mask (10); 0 skips the refinement. */
   cgIter?: number;
+  /**
+   * Work arrays and inverses kept for the next layer that reads the same input (the method keeps one of
+   * each per layer input, so they go with it); by default fresh ones.
+   */
+  arrays?: WorkArrays;
+  inverses?: InverseCache;
 }
 
 export const alps: PruneMethod = {
@@ -103,7 +110,11 @@ export const alps: PruneMethod = {
   async prune(w, input, spec, opts) {
     const damp = opts.damp ?? ALPS_DEFAULTS.damp;
     const gram = await input.shared(`alps.normalized:${damp}`, async () => normalizeGram(input.gram(), input.cols, damp));
-    return alpsPrune(w, gram, spec, { damp });
+    // Kept for the other layers reading this input (q/k/v, gate/up) and dropped with it, so that a
+    // block's later inputs and the next block's forward pass never hold them.
+    const arrays = await input.shared('alps.arrays', async () => new WorkArrays());
+    const inverses = await input.shared(`alps.inverses:${damp}`, async () => new InverseCache());
+    return alpsPrune(w, gram, spec, { damp, arrays, inverses });
   },
 };
 
@@ -152,16 +163,16 @@ export async function alpsPrune(w: Weight, h: Float32Array | Float64Array | Norm
   if (total === 0) return { pruned: 0, total, loss: 0, damp: gram.damp };
   const maxIter = opts.maxIter ?? ALPS_DEFAULTS.maxIter;
   const cgIter = opts.cgIter ?? ALPS_DEFAULTS.cgIter;
-  const arrays = LAYER_ARRAYS.lease();
+  const arrays = (opts.arrays ?? new WorkArrays()).lease();
   try {
-    return await alpsLayer(w, gram, spec, arrays, opts.rho ?? ALPS_DEFAULTS.rho, maxIter, cgIter);
+    return await alpsLayer(w, gram, spec, arrays, opts.inverses ?? new InverseCache(), opts.rho ?? ALPS_DEFAULTS.rho, maxIter, cgIter);
   } finally {
     arrays.release();
   }
 }
 
 /** alpsPrune's work on one layer, with its arrays from `arrays`. */
-async function alpsLayer(w: Weight, gram: NormalizedGram, spec: SparsitySpec, arrays: WorkArrays, rho: number, maxIter: number, cgIter: number): Promise<PruneResult> {
+async function alpsLayer(w: Weight, gram: NormalizedGram, spec: SparsitySpec, arrays: WorkArrays, inverses: InverseCache, rho: number, maxIter: number, cgIter: number): Promise<PruneResult> {
   const { rows, cols: n } = w;
   const total = rows * n;
   const { hn, scale } = gram;
@@ -171,7 +182,7 @@ async function alpsLayer(w: Weight, gram: NormalizedGram, spec: SparsitySpec, ar
   const y = await matmul(b0, [rows, n], hn, [n, n], { out: arrays.f32('y', total) });
 
   const proj = new Projector(spec, rows, n, arrays);
-  const admm = await runAdmm(b0, y, hn, n, rows, proj, rho, maxIter, arrays);
+  const admm = await runAdmm(b0, y, hn, n, rows, proj, rho, maxIter, arrays, inverses);
   const b = admm.b;
   const mask = proj.project(b, b); // the final support: P(B), in place
 
@@ -377,8 +388,6 @@ class Projector {
 /** Half-width of the first threshold window, relative to the last threshold. */
 const WINDOW = 1 / 16;
 
-/** ALPS's work arrays, kept from layer to layer (work-arrays.ts). */
-const LAYER_ARRAYS = new WorkArrays();
 
 /** numpy's round (half to even), which the reference applies to the kept count. */
 function roundHalfEven(x: number): number {
@@ -393,12 +402,12 @@ function roundHalfEven(x: number): number {
 const INVERSE_CACHE_BYTES = 32 << 20;
 
 /**
- * (Hn + ρI)⁻¹ of the input pruned last, by ρ. The layers reading one input (q/k/v, gate/up) are pruned
- * one after another and mostly walk the same ρ schedule (it depends on their support changes only through
- * the thresholds 0.1 and 0.005), so the later ones reuse the first one's inverses: the same bits as
- * forming them again. Emptied when another input's Hn comes; at most INVERSE_CACHE_BYTES.
+ * (Hn + ρI)⁻¹ of one input, by ρ. The layers reading one input (q/k/v, gate/up) mostly walk the same ρ
+ * schedule (it depends on their support changes only through the thresholds 0.1 and 0.005), so the later
+ * ones reuse the first one's inverses: the same bits as forming them again. Emptied if another Hn comes;
+ * at most INVERSE_CACHE_BYTES.
  */
-class InverseCache {
+export class InverseCache {
   private owner: WeakRef<Float32Array> | undefined;
   private readonly byRho = new Map<number, Float32Array>();
   private bytes = 0;
@@ -423,7 +432,6 @@ class InverseCache {
   }
 }
 
-const INVERSES = new InverseCache();
 
 /** Rows of (Hn + ρI)⁻¹ formed per product in shiftedInverse: few products, each output well inside one engine chunk. */
 const INVERSE_ROWS = 256;
@@ -540,7 +548,7 @@ interface AdmmResult {
 }
 
 /** Steps 2–3. */
-async function runAdmm(b0: Float32Array, y: Float32Array, hn: Float32Array, n: number, rows: number, proj: Projector, rho0: number, maxIter: number, arrays: WorkArrays): Promise<AdmmResult> {
+async function runAdmm(b0: Float32Array, y: Float32Array, hn: Float32Array, n: number, rows: number, proj: Projector, rho0: number, maxIter: number, arrays: WorkArrays, inverses: InverseCache): Promise<AdmmResult> {
   const total = rows * n;
   const { updateIter, switchIter, rhoMax } = ALPS_DEFAULTS;
   const work = arrays.f64('work', n * n);
@@ -550,7 +558,7 @@ async function runAdmm(b0: Float32Array, y: Float32Array, hn: Float32Array, n: n
   // The factorisation's scratch, held from the first inverse on (otherwise the first is served by
   // throwaway allocations, fresh pages twice per layer).
   scratch64.reserve(factorScratch(n));
-  const cache = INVERSES.of(hn);
+  const cache = inverses.of(hn);
   const invert = async () => {
     const kept = cache.get(rho);
     if (kept) inv.set(kept);

@@ -5,8 +5,9 @@
  * MLP layer of the ~100M model). Each name keeps the longest array asked for so far; a request returns
  * a view of its first `length` elements, holding whatever the last user left there.
  *
- * Memory: the largest layer's set stays allocated between layers (it was allocated at that layer anyway;
- * the peak does not grow). One user at a time: `lease()` gives the set, or a fresh one while it is out.
+ * Memory: a set lives as long as its holder. ALPS keeps one per layer input (LayerInput.shared), so the
+ * layers reading one input share it, and it becomes garbage with the input (the driver drops an input
+ * after its last layer). One user at a time: `lease()` gives the set, or a fresh one while it is out.
  */
 export class WorkArrays {
   private readonly arrays = new Map<string, Float32Array | Float64Array | Uint8Array>();

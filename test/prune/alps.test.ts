@@ -5,7 +5,8 @@
  */
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { alpsPrune, normalizeGram } from '../../src/prune/alps.js';
+import { InverseCache, alpsPrune, normalizeGram } from '../../src/prune/alps.js';
+import { WorkArrays } from '../../src/prune/work-arrays.js';
 import { sparsegptPrune } from '../../src/prune/sparsegpt.js';
 import { GramAccumulator } from '../../src/prune/stats.js';
 import type { SparsitySpec } from '../../src/prune/spec.js';
@@ -133,9 +134,10 @@ describe('ALPS on random correlated layers', () => {
     // q, then a smaller k reading the same input: k reuses q's inverses and q's (larger) work arrays.
     const q = randomMatrix(64, cols, 3), k = randomMatrix(20, cols, 4);
     const qShared = Float32Array.from(q), kShared = Float32Array.from(k);
-    await alpsPrune({ data: qShared, rows: 64, cols }, shared, spec);
-    const rk = await alpsPrune({ data: kShared, rows: 20, cols }, shared, spec);
-    // k alone: a fresh normalisation (another Hn) empties the kept inverses.
+    const kept = { arrays: new WorkArrays(), inverses: new InverseCache() };
+    await alpsPrune({ data: qShared, rows: 64, cols }, shared, spec, kept);
+    const rk = await alpsPrune({ data: kShared, rows: 20, cols }, shared, spec, kept);
+    // k alone: fresh arrays and inverses.
     const kAlone = Float32Array.from(k);
     const ra = await alpsPrune({ data: kAlone, rows: 20, cols }, normalizeGram(h, cols), spec);
     expect(Buffer.from(kShared.buffer).equals(Buffer.from(kAlone.buffer))).toBe(true);
