@@ -96,5 +96,10 @@ export function callActivationBytes(arch: Architecture, seq: number): number {
  * sessions and their arenas are released unless they are small (KEEP_SESSION_BYTES).
  */
 export async function endBlockPass(arch: Architecture, seq: number): Promise<void> {
-  if (callActivationBytes(arch, seq) > KEEP_SESSION_BYTES) await releaseBlockSessions();
+  if (!smallBlockCalls(arch, seq)) await releaseBlockSessions();
+}
+
+/** Block calls small enough that their sessions (and the statistics' buffers) are kept from block to block. */
+export function smallBlockCalls(arch: Architecture, seq: number): boolean {
+  return callActivationBytes(arch, seq) <= KEEP_SESSION_BYTES;
 }
