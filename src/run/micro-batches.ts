@@ -70,7 +70,6 @@ export async function runCalls(arch: Architecture, call: BlockCallFn, x: Float32
   }
 }
 
-
 /**
  * Block sessions whose calls' activations stay below this are kept from pass to pass (and block to block):
  * their memory arena is small, while building a session and first touching its arena cost 30–60 ms a pass
