@@ -26,6 +26,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openModel } from '../src/model.js';
 import { loadWeights, runBlockOver, windowsPerCall } from '../src/run/blocks.js';
+import { smallBlockCalls } from '../src/run/micro-batches.js';
 import { releaseBlockSessions } from '../src/arch/runtime.js';
 import type { Architecture, TensorSource } from '../src/arch/types.js';
 import { matmul } from '../src/engine/linalg.js';
@@ -142,6 +143,8 @@ export interface ShapeResult {
   rawMatmulGflops: { linear: number; gram: number };
   /** Seconds per block of the two passes' fixed costs (fresh session − warm, statistics pass + full pass). */
   passFixedSeconds: number;
+  /** The driver keeps the block sessions from pass to pass at this shape (run/micro-batches smallBlockCalls): it does not pay them per block. */
+  sessionsKept: boolean;
   load1: number[];
 }
 
@@ -206,7 +209,7 @@ export async function measureShape(s: EfficiencyShape, blocks: number, nsamples:
     const rowsPerCall = windowsPerCall(arch, seqlen) * seqlen;
     const raw = { linear: await rawLinearRate(s, rowsPerCall), gram: await rawGramRate(s) };
     loads.push(load1());
-    return { shape: s, blocks, nsamples, seqlen, rowsPerCall, flopsPerBlock: flops, methods: results, rawMatmulGflops: raw, passFixedSeconds: fixedSeconds, load1: loads };
+    return { shape: s, blocks, nsamples, seqlen, rowsPerCall, flopsPerBlock: flops, methods: results, rawMatmulGflops: raw, passFixedSeconds: fixedSeconds, sessionsKept: smallBlockCalls(arch, seqlen), load1: loads };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -223,6 +226,10 @@ export function printShape(m: ShapeResult): void {
     const st = r.statisticsGflops;
     console.log(`  ${r.method.padEnd(11)} statistics ${fixed(r.perBlock.statistics, 2).padStart(9)} ${(st === undefined ? '–' : fixed(st, 0)).padStart(9)} ${(st === undefined ? `(${fixed((100 * r.perBlock.statistics) / (r.perBlock.forward + r.perBlock.statistics + r.perBlock.pruning), 0)} % of the time)` : fixed((100 * st) / m.rawMatmulGflops.gram, 0) + ' %').padStart(12)}`);
     console.log(`  ${r.method.padEnd(11)} pruning    ${fixed(r.perBlock.pruning, 2).padStart(9)}`);
+  }
+  if (m.sessionsKept) {
+    console.log(`  forward's fixed cost (fresh session per pass, measured apart): ${fixed(m.passFixedSeconds, 2)} s per block, not paid here: the driver keeps the block sessions of calls this small`);
+    return;
   }
   const warm = m.methods.map((r) => `${r.method} ${fixed((100 * f.forward) / Math.max(1e-9, r.perBlock.forward - m.passFixedSeconds) / 1e9 / m.rawMatmulGflops.linear, 0)} %`).join(', ');
   console.log(`  forward's fixed cost (fresh session per pass, measured apart): ${fixed(m.passFixedSeconds, 2)} s per block; forward without it vs raw matmul: ${warm}`);
@@ -241,7 +248,9 @@ export function projectHours(from: ShapeResult, target: EfficiencyShape, nsample
   const measuredTokens = from.nsamples * from.seqlen;
   for (const r of from.methods) {
     const fixedCost = Math.min(from.passFixedSeconds, r.perBlock.forward);
-    const forward = fixedCost + ((r.perBlock.forward - fixedCost) * tf.forward) / mf.forward;
+    // Kept sessions: the measured forward holds no fixed cost; the target (2048-token windows) pays it anyway.
+    const paid = from.sessionsKept ? 0 : fixedCost;
+    const forward = fixedCost + ((r.perBlock.forward - paid) * tf.forward) / mf.forward;
     // Wanda's column sums scale with tokens × Σ widths; the Gram with its FLOPs.
     const widths = (s: EfficiencyShape) => inputWidths(s).reduce((a, c) => a + c, 0);
     const statistics = r.method === 'sparsegpt' ? (r.perBlock.statistics * tf.gram) / mf.gram : (r.perBlock.statistics * nsamples * seqlen * widths(target)) / (measuredTokens * widths(from.shape));

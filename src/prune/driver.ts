@@ -7,7 +7,8 @@
  */
 import type { Architecture, CaptureReduce, LinearLayer, RoutedExperts, TensorSource, Weights } from '../arch/types.js';
 import { loadWeights, runBlockOver, type InputsHook } from '../run/blocks.js';
-import { endBlockPass } from '../run/micro-batches.js';
+import { endBlockPass, smallBlockCalls } from '../run/micro-batches.js';
+import { reuseStatisticStorage } from './stats.js';
 import { loadExpert, runExpertOver, runSharedOver, type LoadedExpert, type SharedPass } from '../run/experts.js';
 import { releaseBlockSessions } from '../arch/runtime.js';
 import { collectGarbage } from '../run/memory.js';
@@ -181,8 +182,13 @@ export async function pruneBlocks(arch: Architecture, src: TensorSource, windows
   // A function call per block and per stage, so that a finished block's weights and Gram matrices are
   // unreachable once it returns: locals of this frame would stay alive (in its registers) while the next
   // block loads, which held two blocks and the widest Hessian at the peak.
-  for (let b = 0; b < arch.spec.numLayers; b++) await pruneBlock(run, b);
-  if (opts.includeLmHead) await pruneHead(run, windows?.count ?? 0);
+  reuseStatisticStorage(calibrated && smallBlockCalls(arch, run.seq));
+  try {
+    for (let b = 0; b < arch.spec.numLayers; b++) await pruneBlock(run, b);
+    if (opts.includeLmHead) await pruneHead(run, windows?.count ?? 0);
+  } finally {
+    reuseStatisticStorage(false);
+  }
   return { layers: run.layers, timings: run.timings, ...(owl ? { owl } : {}) };
 }
 
@@ -374,7 +380,10 @@ async function pruneStage(run: Run, b: number, w: Weights, todo: LinearLayer[], 
     const r = await pruneLayer(l, layerData(l, w), stats, spec, opts, run.layers.length, run.calibrated);
     if (r.refine) timings.refine = (timings.refine ?? 0) + r.refine.seconds;
     // A statistic is dropped after the last layer that reads it (a Gram matrix is cols² floats).
-    if (!todo.slice(k + 1).some((m) => m.input === l.input)) stats.delete(l.input);
+    if (!todo.slice(k + 1).some((m) => m.input === l.input)) {
+      stats.get(l.input)?.release();
+      stats.delete(l.input);
+    }
     opts.finite?.check(`block ${b}: the pruned weights of ${l.tensor}`, layerData(l, w)); // hardening: non-finite
     const seconds = (performance.now() - t) / 1000;
     run.layers.push({ block: b, ...r, seconds });

@@ -76,6 +76,12 @@ export class LayerInput {
     return this.keepGram ? Float64Array.from(this.gramAcc.result()) : this.gramAcc.takeFloat64();
   }
 
+  /** No layer reads this input's statistics any more: its Gram storage may serve the next block. */
+  release(): void {
+    this.derived.clear();
+    this.gramAcc?.release();
+  }
+
   /** `make()` once per input and key; the layers sharing the input get the same value. */
   shared<T>(key: string, make: () => Promise<T>): Promise<T> {
     let p = this.derived.get(key) as Promise<T> | undefined;

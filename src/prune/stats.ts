@@ -21,6 +21,48 @@ import { accumulatePacked, gramChunks, unfoldInPlace, type GramChunk } from '../
 const STACK_ROWS = 2048;
 const STACK_BYTES = 64 * 2 ** 20;
 
+/**
+ * Stacks and Gram buffers let go by finished accumulators, for the next block's accumulators of the same
+ * width: fresh ones are fresh pages (~2.6 ms/MiB to touch here; at hidden 768 that was a fifth of a block's
+ * statistics time). Only while `reuseStatisticStorage(true)` (the prune driver, for models whose block calls
+ * are small: a wide model's would be held while its layers are pruned, at its memory peak), and at most
+ * KEPT_BYTES of each kind.
+ */
+const KEPT_BYTES = 64 * 2 ** 20;
+let reuse = false;
+const keptStacks: Float32Array[] = [];
+
+/** Turns the reuse on or off; off drops what is kept. */
+export function reuseStatisticStorage(on: boolean): void {
+  reuse = on;
+  if (!on) {
+    keptStacks.length = 0;
+    keptBuffers.length = 0;
+  }
+}
+
+function takeStack(length: number): Float32Array {
+  const k = keptStacks.findIndex((s) => s.length === length);
+  return k >= 0 ? keptStacks.splice(k, 1)[0] : new Float32Array(length);
+}
+
+function giveBackStack(s: Float32Array): void {
+  const kept = keptStacks.reduce((a, b) => a + b.byteLength, 0);
+  if (reuse && kept + s.byteLength <= KEPT_BYTES) keptStacks.push(s);
+}
+
+/** The same for the accumulators' cols² double buffers, handed back by release() once no layer reads H. */
+const keptBuffers: ArrayBuffer[] = [];
+
+function takeBuffer(bytes: number): ArrayBuffer {
+  const k = keptBuffers.findIndex((b) => b.byteLength === bytes);
+  if (k < 0) return new ArrayBuffer(bytes);
+  const b = keptBuffers.splice(k, 1)[0];
+  // Only the float32 half is read before being written (the sum starts at zero); the rest is overwritten.
+  new Float32Array(b, 0, bytes / 8).fill(0);
+  return b;
+}
+
 /** SparseGPT's H = (2/N) Σ XᵀX, [cols, cols]. */
 export class GramAccumulator {
   readonly cols: number;
@@ -41,6 +83,7 @@ export class GramAccumulator {
   private tokenCount = 0;
   private final = false;
   private taken = false;
+  private released = false;
   /** Rows waiting for the next product (see STACK_ROWS), allocated on first use, dropped by result(). */
   private stack?: Float32Array;
   private stacked = 0;
@@ -50,7 +93,7 @@ export class GramAccumulator {
   constructor(cols: number, opts: { stackRows?: number; chunkElems?: number } = {}) {
     if (!(Number.isSafeInteger(cols) && cols > 0)) throw new RangeError(`invalid column count ${cols}`);
     this.cols = cols;
-    this.buffer = new ArrayBuffer(cols * cols * Float64Array.BYTES_PER_ELEMENT);
+    this.buffer = takeBuffer(cols * cols * Float64Array.BYTES_PER_ELEMENT);
     this.sum = new Float32Array(this.buffer, 0, cols * cols);
     const chunks = gramChunks(cols, opts.chunkElems);
     if (chunks.length > 1) this.chunks = chunks;
@@ -70,7 +113,7 @@ export class GramAccumulator {
         await this.product(x.subarray(t * cols, tokens * cols), tokens - t);
         return;
       }
-      this.stack ??= new Float32Array(stackRows * cols);
+      this.stack ??= takeStack(stackRows * cols);
       const r = Math.min(stackRows - this.stacked, tokens - t);
       this.stack.set(x.subarray(t * cols, (t + r) * cols), this.stacked * cols);
       this.stacked += r;
@@ -91,10 +134,24 @@ export class GramAccumulator {
     this.stacked = 0;
   }
 
-  /** Call once every batch was added: the last stacked rows go into the sum, and the stack is let go. */
+  /** Call once every batch was added: the last stacked rows go into the sum, and the stack is let go (kept for reuse while small). */
   async finish(): Promise<void> {
     await this.flush();
+    if (this.stack) giveBackStack(this.stack);
     this.stack = undefined;
+  }
+
+  /**
+   * Hands the storage back for the next block's accumulator of this width (kept while small, as the stacks).
+   * Only once nothing reads H or its float64 form any more (SparseGPT's factor lives in it); no use after.
+   */
+  release(): void {
+    if (this.released) return;
+    this.released = true;
+    this.final = true;
+    this.taken = true;
+    const kept = keptBuffers.reduce((a, b) => a + b.byteLength, 0);
+    if (reuse && kept + this.buffer.byteLength <= KEPT_BYTES) keptBuffers.push(this.buffer);
   }
 
   /** Sequences seen (the N of 2/N). */

@@ -70,7 +70,6 @@ export async function runCalls(arch: Architecture, call: BlockCallFn, x: Float32
   }
 }
 
-
 /**
  * Block sessions whose calls' activations stay below this are kept from pass to pass (and block to block):
  * their memory arena is small, while building a session and first touching its arena cost 30–60 ms a pass
@@ -96,5 +95,10 @@ export function callActivationBytes(arch: Architecture, seq: number): number {
  * sessions and their arenas are released unless they are small (KEEP_SESSION_BYTES).
  */
 export async function endBlockPass(arch: Architecture, seq: number): Promise<void> {
-  if (callActivationBytes(arch, seq) > KEEP_SESSION_BYTES) await releaseBlockSessions();
+  if (!smallBlockCalls(arch, seq)) await releaseBlockSessions();
+}
+
+/** Block calls small enough that their sessions (and the statistics' buffers) are kept from block to block. */
+export function smallBlockCalls(arch: Architecture, seq: number): boolean {
+  return callActivationBytes(arch, seq) <= KEEP_SESSION_BYTES;
 }

@@ -1,6 +1,6 @@
 /** The accumulators against direct float64 sums over the same batches. */
 import { describe, expect, it } from 'vitest';
-import { ColumnNormAccumulator, GramAccumulator } from '../../src/prune/stats.js';
+import { ColumnNormAccumulator, GramAccumulator, reuseStatisticStorage } from '../../src/prune/stats.js';
 import { randomMatrix } from './helpers.js';
 
 /** Batches of [tokens, cols] with uneven token and sequence counts, and activations of mixed scale. */
@@ -79,6 +79,34 @@ describe('GramAccumulator', () => {
     const h = acc.result();
     for (let i = 0; i < cols * cols; i++) expect(Math.abs(h[i] - (2 / 4) * ref[i])).toBeLessThan(1e-5);
     expect(acc.tokens).toBe(32);
+  });
+});
+
+describe('GramAccumulator storage reuse (the prune driver, small models)', () => {
+  // 70 columns in three packed chunks and 37 in one product: a released accumulator's buffer and stack,
+  // holding the last block's H (and, after takeFloat64, its float64 form), serve the next one, which must
+  // start from zero.
+  for (const [cols, chunkElems] of [[37, undefined], [70, 300]] as const) it(`a reused buffer and stack give the same H as fresh ones (${cols} columns)`, async () => {
+    reuseStatisticStorage(true);
+    try {
+      const first = new GramAccumulator(cols, { chunkElems, stackRows: 16 });
+      await first.add(randomMatrix(40, cols, 7), 40, 2);
+      await first.finish();
+      first.takeFloat64().fill(123);
+      first.release();
+      const x = randomMatrix(29, cols, 8);
+      const reused = new GramAccumulator(cols, { chunkElems, stackRows: 16 });
+      await reused.add(x, 29, 1);
+      await reused.finish();
+      reuseStatisticStorage(false);
+      const fresh = new GramAccumulator(cols, { chunkElems, stackRows: 16 });
+      await fresh.add(x, 29, 1);
+      await fresh.finish();
+      expect(reused.result().buffer).toBe((first as unknown as { buffer: ArrayBuffer }).buffer);
+      expect(Array.from(reused.result())).toEqual(Array.from(fresh.result()));
+    } finally {
+      reuseStatisticStorage(false);
+    }
   });
 });
 
