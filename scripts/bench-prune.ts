@@ -273,7 +273,7 @@ async function efficiencySection(ms: Method[]): Promise<Record<string, unknown>>
   // Before/after: the whole-matrix attention that long windows used before query chunks.
   if (args.includes('--whole-attention')) setChunkScoreBytes(Infinity);
   console.log(`\nefficiency (in-process driver, unstructured 50 %; attention ${args.includes('--whole-attention') ? 'over whole S × S scores (--whole-attention)' : 'in query chunks at long windows'}; FLOPs: linears as computed, attention as causal attention needs it):`);
-  const small = await measureShape(SHAPE_100M, 2, 16, 512, ms);
+  const small = await measureShape(SHAPE_100M, 4, 16, 512, ms);
   printShape(small);
   const tiny = await measureShape(SHAPE_TINYLLAMA, 2, 2, 2048, ms);
   printShape(tiny);
