@@ -210,7 +210,6 @@ async function owlBlock(arch: Architecture, src: TensorSource, b: number, x: Flo
   collectGarbage();
   hooks.onProgress?.({ block: b, blocks: arch.spec.numLayers, stage: 'OWL outlier ratios on the dense model' });
   const norms = (ls: LinearLayer[]) => new Map<string, LayerInput>(ls.map((l) => [l.input, new LayerInput(l.cols, { columnNorms: true, gram: false, keepGram: false })]));
-  // An MoE expert's input holds only its routed tokens, from the windows that routed any (`sequences`).
   const collect = (stats: Map<string, LayerInput>): InputsHook => (inputs, n, sequences, reduced) => addInputs(stats, inputs, n, seq, sequences, reduced);
   const finish = async (stats: Map<string, LayerInput>) => {
     for (const acc of stats.values()) await acc.finish();
