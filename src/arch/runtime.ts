@@ -136,9 +136,8 @@ export async function runBlockGraph(c: BlockCall): Promise<BlockResult> {
     for (const [id, value] of Object.entries(n.captures)) {
       const width = c.widths[id];
       if (width === undefined) throw new Error(`no width given for captured input ${id}`);
-      const dims = reduce ? [width] : [c.tokens, width];
-      inputs[id] = scratchBuffer(`${key}|${id}`, dims.reduce((a, b) => a * b, 1));
-      into[value] = tensor(inputs[id], dims);
+      inputs[id] = scratchBuffer(`${key}|${id}`, reduce ? width : c.tokens * width);
+      into[value] = tensor(inputs[id], reduce ? [width] : [c.tokens, width]);
     }
   }
   await run(s, c.feeds, into);

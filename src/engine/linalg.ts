@@ -53,18 +53,17 @@ export function matmul(
 }
 
 /**
- * c = alpha·op(A)·op(B) + beta·c in place, float32 or float64 (all operands one dtype; alpha = 1, beta = 1
- * by default). With beta = 0 the old
+ * c = alpha·op(A)·op(B) + beta·c in place, float32 (alpha = 1, beta = 1 by default). With beta = 0 the old
  * contents of c are ignored (not multiplied, so NaNs there do not survive).
  * Example: SparseGPT's lazy batch update W[:, i2:] −= Err·Hinv[i1:i2, i2:] is alpha = −1, beta = 1.
  * alpha and beta are compiled into a cached ORT graph: use a few distinct values, not one per call.
  */
-export function gemmAccumulate<T extends Float32Array | Float64Array>(
-  c: T,
+export function gemmAccumulate(
+  c: Float32Array,
   cShape: Shape2,
-  a: T,
+  a: Float32Array,
   aShape: Shape2,
-  b: T,
+  b: Float32Array,
   bShape: Shape2,
   opts: ProductOptions & { alpha?: number; beta?: number } = {},
 ): Promise<void> {

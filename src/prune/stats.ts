@@ -30,34 +30,43 @@ const STACK_BYTES = 64 * 2 ** 20;
  */
 const KEPT_BYTES = 64 * 2 ** 20;
 let reuse = false;
-const keptStacks: Float32Array[] = [];
+
+/** One kind of kept storage: items of any size, at most KEPT_BYTES together. */
+class Kept<T extends { byteLength: number }> {
+  private readonly items: T[] = [];
+
+  /** A kept item of exactly `bytes` bytes, taken out, or undefined. */
+  take(bytes: number): T | undefined {
+    const k = this.items.findIndex((s) => s.byteLength === bytes);
+    return k >= 0 ? this.items.splice(k, 1)[0] : undefined;
+  }
+
+  give(item: T): void {
+    const kept = this.items.reduce((a, b) => a + b.byteLength, 0);
+    if (reuse && kept + item.byteLength <= KEPT_BYTES) this.items.push(item);
+  }
+
+  clear(): void {
+    this.items.length = 0;
+  }
+}
+
+/** Row stacks (given back by finish()) and cols² double buffers (by release(), once no layer reads H). */
+const keptStacks = new Kept<Float32Array>();
+const keptBuffers = new Kept<ArrayBuffer>();
 
 /** Turns the reuse on or off; off drops what is kept. */
 export function reuseStatisticStorage(on: boolean): void {
   reuse = on;
   if (!on) {
-    keptStacks.length = 0;
-    keptBuffers.length = 0;
+    keptStacks.clear();
+    keptBuffers.clear();
   }
 }
 
-function takeStack(length: number): Float32Array {
-  const k = keptStacks.findIndex((s) => s.length === length);
-  return k >= 0 ? keptStacks.splice(k, 1)[0] : new Float32Array(length);
-}
-
-function giveBackStack(s: Float32Array): void {
-  const kept = keptStacks.reduce((a, b) => a + b.byteLength, 0);
-  if (reuse && kept + s.byteLength <= KEPT_BYTES) keptStacks.push(s);
-}
-
-/** The same for the accumulators' cols² double buffers, handed back by release() once no layer reads H. */
-const keptBuffers: ArrayBuffer[] = [];
-
 function takeBuffer(bytes: number): ArrayBuffer {
-  const k = keptBuffers.findIndex((b) => b.byteLength === bytes);
-  if (k < 0) return new ArrayBuffer(bytes);
-  const b = keptBuffers.splice(k, 1)[0];
+  const b = keptBuffers.take(bytes);
+  if (!b) return new ArrayBuffer(bytes);
   // Only the float32 half is read before being written (the sum starts at zero); the rest is overwritten.
   new Float32Array(b, 0, bytes / 8).fill(0);
   return b;
@@ -84,7 +93,7 @@ export class GramAccumulator {
   private final = false;
   private taken = false;
   private released = false;
-  /** Rows waiting for the next product (see STACK_ROWS), allocated on first use, dropped by result(). */
+  /** Rows waiting for the next product (see STACK_ROWS), allocated on first use, let go by finish(). */
   private stack?: Float32Array;
   private stacked = 0;
   private readonly stackRows: number;
@@ -113,7 +122,7 @@ export class GramAccumulator {
         await this.product(x.subarray(t * cols, tokens * cols), tokens - t);
         return;
       }
-      this.stack ??= takeStack(stackRows * cols);
+      this.stack ??= keptStacks.take(stackRows * cols * 4) ?? new Float32Array(stackRows * cols);
       const r = Math.min(stackRows - this.stacked, tokens - t);
       this.stack.set(x.subarray(t * cols, (t + r) * cols), this.stacked * cols);
       this.stacked += r;
@@ -137,7 +146,7 @@ export class GramAccumulator {
   /** Call once every batch was added: the last stacked rows go into the sum, and the stack is let go (kept for reuse while small). */
   async finish(): Promise<void> {
     await this.flush();
-    if (this.stack) giveBackStack(this.stack);
+    if (this.stack) keptStacks.give(this.stack);
     this.stack = undefined;
   }
 
@@ -150,8 +159,7 @@ export class GramAccumulator {
     this.released = true;
     this.final = true;
     this.taken = true;
-    const kept = keptBuffers.reduce((a, b) => a + b.byteLength, 0);
-    if (reuse && kept + this.buffer.byteLength <= KEPT_BYTES) keptBuffers.push(this.buffer);
+    keptBuffers.give(this.buffer);
   }
 
   /** Sequences seen (the N of 2/N). */
