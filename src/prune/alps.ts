@@ -225,9 +225,7 @@ class Projector {
   private hint = NaN;
   /** Half-width of scoreAdmm's window relative to the hint: a few times the threshold's last move. */
   private width = WINDOW;
-  /** The window gathered while scoring (unstructured): bounds, entries below it, entries inside it. */
-  private lo = NaN;
-  private hi = NaN;
+  /** The window gathered while scoring (unstructured): entries below it, entries inside it. */
   private below = -1;
   private inside = 0;
 
@@ -281,8 +279,6 @@ class Projector {
         scratch[inside] = f;
         inside += +(f >= lo) & +(f <= hi);
       }
-      this.lo = lo;
-      this.hi = hi;
       this.below = below;
       this.inside = inside;
     } else {

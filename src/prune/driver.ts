@@ -298,7 +298,6 @@ async function pruneRoutedBlock(run: Run, b: number, routed: RoutedExperts): Pro
   const all = arch.linears(b);
   const isSkipped = (l: LinearLayer) => run.skip(`${b}.${l.name}`) || run.skip(l.tensor);
   const stages = opts.trueSequential ? [...new Set(all.map((l) => l.stage))].sort((p, q) => p - q) : [undefined];
-  const h = arch.spec.hiddenSize;
   // Without --true-sequential the experts' statistics come from the dense block: its pass keeps their input.
   let dense: SharedPass | undefined;
   const keep = !opts.trueSequential;
