@@ -75,6 +75,7 @@ import { markLowestInGroup } from './nm.js';
 import type { PruneMethod } from './method.js';
 import { pcgRefine } from './pcg.js';
 import { WorkArrays } from './work-arrays.js';
+import { across, parts } from '../engine/parallel.js';
 
 /** The reference's defaults (ALPS_admm's arguments, llama.py/opt.py call it with rho = 0.1, and cg_batch's). */
 export const ALPS_DEFAULTS = {
@@ -223,6 +224,8 @@ class Projector {
   private readonly prune: number;
   private readonly scratch: Float32Array;
   private hint = NaN;
+  /** How many scores equal the last threshold selected. */
+  private equal = 0;
   /** Half-width of scoreAdmm's window relative to the hint: a few times the threshold's last move. */
   private width = WINDOW;
   /** The window gathered while scoring (unstructured): entries below it, entries inside it. */
@@ -231,13 +234,14 @@ class Projector {
 
   constructor(private readonly spec: SparsitySpec, private readonly rows: number, private readonly n: number, arrays: WorkArrays) {
     const total = rows * n;
-    this.mask = arrays.u8('mask', total);
-    this.scores = arrays.f32('scores', total);
+    // Shared: the ADMM passes run on every core (engine/parallel.ts).
+    this.mask = arrays.sharedU8('mask', total);
+    this.scores = arrays.sharedF32('scores', total);
     if (spec.kind === 'unstructured') {
       const kept = roundHalfEven((1 - spec.sparsity) * total);
       this.prune = total - kept;
       this.k = kept;
-      this.scratch = arrays.f32('scratch', total + 1); // + 1: scoreAdmm writes one past the window
+      this.scratch = arrays.sharedF32('scratch', total + parts()); // each range's window may end one past it
     } else {
       this.prune = 0;
       this.k = (total * spec.n) / spec.m;
@@ -261,32 +265,24 @@ class Projector {
    * ADMM's D-step input z = (V + ρB)/ρ (into z) and its scores, with the threshold's window gathered in
    * the same pass. Then `cut()` gives the threshold, or marks the N:M mask.
    */
-  scoreAdmm(b: Float32Array, v: Float32Array, rho: number, z: Float32Array): void {
+  async scoreAdmm(b: Float32Array, v: Float32Array, rho: number, z: Float32Array): Promise<void> {
     const { scores, scratch } = this;
     const total = b.length;
     const hint = this.hint;
     if (this.spec.kind === 'unstructured' && this.prune > 0 && hint > 0 && Number.isFinite(hint)) {
       const lo = hint * (1 - this.width), hi = hint * (1 + this.width);
+      const counts = await across<[number, number, number]>(scoreWindowPass, total, [b, v, z, scores, scratch, rho, lo, hi]);
+      // Each range gathered its window entries from scratch[k0 + part]: close the gaps, in range order.
       let below = 0, inside = 0;
-      // Branch-free (the comparisons are coin flips near the threshold): every score is written at
-      // scratch[inside] and kept there only if it lies in the window.
-      for (let k = 0; k < total; k++) {
-        const x = Math.fround((v[k] + rho * b[k]) / rho);
-        z[k] = x;
-        const f = Math.fround(x * x); // the float32 score of the float32 z, as project() forms it
-        scores[k] = f;
-        below += +(f < lo);
-        scratch[inside] = f;
-        inside += +(f >= lo) & +(f <= hi);
+      for (const [b1, in1, from] of counts) {
+        if (from !== inside) scratch.copyWithin(inside, from, from + in1);
+        below += b1;
+        inside += in1;
       }
       this.below = below;
       this.inside = inside;
     } else {
-      for (let k = 0; k < total; k++) {
-        const x = Math.fround((v[k] + rho * b[k]) / rho);
-        z[k] = x;
-        scores[k] = x * x;
-      }
+      await across(scorePass, total, [b, v, z, scores, rho]);
       this.below = -1;
     }
   }
@@ -296,7 +292,7 @@ class Projector {
    * pruned (in index order; entries below t are all pruned), or null when t is +Infinity or nothing is
    * pruned, after which the mask is already complete. For N:M the mask is marked and null returned.
    */
-  cut(): { t: number; ties: number } | null {
+  cut(): Cut | null {
     const { mask, scores, spec, rows, n } = this;
     const total = scores.length;
     if (spec.kind !== 'unstructured') {
@@ -318,7 +314,7 @@ class Projector {
       for (let k = 0; k < total && left > 0; k++) if (scores[k] !== scores[k]) (mask[k] = 1), left--;
       return null;
     }
-    return { t, ties: prune - below };
+    return { t, ties: prune - below, equal: this.equal };
   }
 
   /** mask = scores < t, and the first `ties` entries equal to t in index order. */
@@ -365,8 +361,12 @@ class Projector {
       scratch[k] = v !== v ? Infinity : v;
     }
     const t = (this.hint = kthSmallest(scratch.subarray(0, total), at));
-    let below = 0;
-    for (let k = 0; k < total; k++) below += +(scores[k] < t);
+    let below = 0, equal = 0;
+    for (let k = 0; k < total; k++) {
+      below += +(scores[k] < t);
+      equal += +(scores[k] === t);
+    }
+    this.equal = equal;
     return { t, below };
   }
 
@@ -377,6 +377,10 @@ class Projector {
     // kthSmallest partitions: w[0 .. at − below) are the window's entries ≤ t; count those strictly below.
     let under = below;
     for (let i = 0; i < at - below; i++) if (w[i] < t) under++;
+    // Every score equal to t lies in the window.
+    let equal = 0;
+    for (let i = 0; i < inside; i++) equal += +(w[i] === t);
+    this.equal = equal;
     return { t, below: under };
   }
 }
@@ -457,13 +461,12 @@ async function shiftedInverse(hn: Float32Array, n: number, rho: number, work: Fl
     }
     await serial(() => gemmInto(block, left, [r1, r], right, [r1, w], { transA: true }));
     for (let i = 0; i < r; i++) out.set(block.subarray(i * w, (i + 1) * w), (r0 + i) * n + r0);
-  }
-  // The lower triangle from the upper, in tiles (a plain transposed walk misses the cache on every write).
-  const T = 32;
-  for (let i0 = 0; i0 < n; i0 += T) {
-    for (let j0 = i0; j0 < n; j0 += T) {
-      const i1 = Math.min(n, i0 + T), j1 = Math.min(n, j0 + T);
-      for (let i = i0; i < i1; i++) for (let j = Math.max(j0, i + 1); j < j1; j++) out[j * n + i] = out[i * n + j];
+    // The lower triangle mirrors the upper (the diagonal block's own lower part included): block column
+    // c is row r0 + c, columns [r0, r0 + min(c, r)). Written row by row, read down the block's columns
+    // (r cache lines, reused for the next column): several times faster than mirroring the whole matrix.
+    for (let c = 1; c < w; c++) {
+      const o = (r0 + c) * n + r0, m = Math.min(c, r);
+      for (let i = 0, k = c; i < m; i++, k += w) out[o + i] = block[k];
     }
   }
 }
@@ -478,25 +481,60 @@ function inverseScratch(n: number): number {
   return most;
 }
 
+/** cut()'s threshold: scores below t are pruned, and the first `ties` (in index order) of the `equal` scores equal to t. */
+interface Cut {
+  t: number;
+  ties: number;
+  equal: number;
+}
+
+// The ADMM passes, run over ranges by engine/parallel.ts on every core. Kernels: self-contained functions
+// of their arguments and (k0, k1, part), rebuilt in the workers from their source.
+
+/** z = (V + ρB)/ρ and its scores over [k0, k1), gathering the scores inside [lo, hi] from scratch[k0 + part]. */
+function scoreWindowPass(b: Float32Array, v: Float32Array, z: Float32Array, scores: Float32Array, scratch: Float32Array, rho: number, lo: number, hi: number, k0: number, k1: number, part: number): [number, number, number] {
+  const from = k0 + part;
+  let below = 0, inside = 0;
+  // Branch-free (the comparisons are coin flips near the threshold): every score is written at
+  // scratch[from + inside] and kept there only if it lies in the window.
+  for (let k = k0; k < k1; k++) {
+    const x = Math.fround((v[k] + rho * b[k]) / rho);
+    z[k] = x;
+    const f = Math.fround(x * x); // the float32 score of the float32 z, as project() forms it
+    scores[k] = f;
+    below += +(f < lo);
+    scratch[from + inside] = f;
+    inside += +(f >= lo) & +(f <= hi);
+  }
+  return [below, inside, from];
+}
+
+/** z = (V + ρB)/ρ and its scores over [k0, k1). */
+function scorePass(b: Float32Array, v: Float32Array, z: Float32Array, scores: Float32Array, rho: number, k0: number, k1: number): void {
+  for (let k = k0; k < k1; k++) {
+    const x = Math.fround((v[k] + rho * b[k]) / rho);
+    z[k] = x;
+    scores[k] = x * x;
+  }
+}
+
 /**
- * One ADMM iteration after the B-step and the scoring, in one pass: D = P(z) (the mask from the threshold
- * on the scores, or `mask` as cut() marked it), V += ρ(B − D), then either the next right-hand side
- * r = Y − V + ρD (mid-cycle) or, when ρ is about to be updated, D itself and the support change against
+ * One ADMM iteration after the B-step and the scoring, over [k0, k1): D = P(z) (the mask from the
+ * threshold t on the scores with `ties` scores equal to t pruned in index order, or `mask` as cut()
+ * marked it when t is NaN), V += ρ(B − D), then either the next right-hand side r = Y − V + ρD
+ * (mid-cycle) or, when ρ is about to be updated (`update`), D itself and the support change against
  * prevMask, which becomes the new mask (returned: the change count). Branch-free, as the mask is a coin
  * flip per entry: D = z·(1 − mask) is z or ±0 (a pruned z is finite: its score is ≤ the finite t; under
  * N:M a non-finite z means ADMM has already diverged).
  */
-function dvStep(
+function dvPass(
   b: Float32Array, v: Float32Array, z: Float32Array, scores: Float32Array, y: Float32Array, r: Float32Array, d: Float32Array,
-  mask: Uint8Array | null, prevMask: Uint8Array, rho: number, cut: { t: number; ties: number } | null, update: boolean,
+  mask: Uint8Array, prevMask: Uint8Array, rho: number, t: number, ties: number, update: boolean, k0: number, k1: number,
 ): number {
-  const total = b.length;
   let change = 0;
-  if (cut) {
-    const t = cut.t;
-    let ties = cut.ties;
+  if (t === t) {
     if (update) {
-      for (let k = 0; k < total; k++) {
+      for (let k = k0; k < k1; k++) {
         const s = scores[k];
         const eq = +(s === t) & +(ties > 0);
         ties -= eq;
@@ -508,7 +546,7 @@ function dvStep(
         v[k] = v[k] + rho * (b[k] - dk);
       }
     } else {
-      for (let k = 0; k < total; k++) {
+      for (let k = k0; k < k1; k++) {
         const s = scores[k];
         const eq = +(s === t) & +(ties > 0);
         ties -= eq;
@@ -519,8 +557,7 @@ function dvStep(
     }
     return change;
   }
-  if (!mask) throw new Error('dvStep: neither a threshold nor a mask');
-  for (let k = 0; k < total; k++) {
+  for (let k = k0; k < k1; k++) {
     const m = mask[k];
     const dk = z[k] * (1 - m);
     const vk = (v[k] = Math.fround(v[k] + rho * (b[k] - dk)));
@@ -533,6 +570,26 @@ function dvStep(
     }
   }
   return change;
+}
+
+/** The B-step's right-hand side r = Y − V + ρD over [k0, k1). */
+function rhsPass(y: Float32Array, v: Float32Array, d: Float32Array, r: Float32Array, rho: number, k0: number, k1: number): void {
+  for (let k = k0; k < k1; k++) r[k] = y[k] - v[k] + rho * d[k];
+}
+
+/**
+ * dvPass over the whole matrix, on every core when the pruned ties need no order: when all scores equal
+ * to t are pruned (nearly always: one score is t), each range prunes its own; otherwise one range.
+ */
+async function dvStep(
+  b: Float32Array, v: Float32Array, z: Float32Array, scores: Float32Array, y: Float32Array, r: Float32Array, d: Float32Array,
+  mask: Uint8Array, prevMask: Uint8Array, rho: number, cut: Cut | null, update: boolean,
+): Promise<number> {
+  const total = b.length;
+  const t = cut ? cut.t : NaN;
+  if (cut && cut.ties < cut.equal) return dvPass(b, v, z, scores, y, r, d, mask, prevMask, rho, t, cut.ties, update, 0, total);
+  const changes = await across<number>(dvPass, total, [b, v, z, scores, y, r, d, mask, prevMask, rho, t, total, update]);
+  return changes.reduce((a, c) => a + c, 0);
 }
 
 interface AdmmResult {
@@ -565,35 +622,46 @@ async function runAdmm(b0: Float32Array, y: Float32Array, hn: Float32Array, n: n
   };
   await invert();
 
+  // The passes run on every core and read and write shared arrays; the product reads r and writes b,
+  // plain arrays (onnxruntime-node refuses shared ones), copied from and to their shared twins.
   const b = arrays.f32('b', total);
   b.set(b0);
-  const v = arrays.f32('v', total);
-  v.fill(0);
   const r = arrays.f32('r', total); // the B-step's right-hand side Y − V + ρD
-  const z = arrays.f32('z', total); // the D-step's input (V + ρB)/ρ
-  const d = arrays.f32('d', total);
+  const bS = arrays.sharedF32('b', total);
+  const rS = arrays.sharedF32('r', total);
+  const yS = arrays.sharedF32('y', total);
+  yS.set(y);
+  const v = arrays.sharedF32('v', total);
+  v.fill(0);
+  const z = arrays.sharedF32('z', total); // the D-step's input (V + ρB)/ρ
+  const d = arrays.sharedF32('d', total);
   proj.project(b0, d);
   const dInit = arrays.f32('dInit', total);
   dInit.set(d);
-  const prevMask = arrays.u8('prevMask', total);
+  const prevMask = arrays.sharedU8('prevMask', total);
   prevMask.set(proj.mask);
   const mask = proj.mask;
-  const rhs = () => {
-    for (let k = 0; k < total; k++) r[k] = y[k] - v[k] + rho * d[k];
+  const rhs = async () => {
+    await across(rhsPass, total, [yS, v, d, rS, rho]);
+    r.set(rS);
   };
-  rhs();
+  await rhs();
   let raised = false;
   let restarts = 0;
   let it = 0;
   try {
     while (it < maxIter) {
       await matmul(r, [rows, n], inv, [n, n], { out: b });
-      proj.scoreAdmm(b, v, rho, z);
+      bS.set(b);
+      await proj.scoreAdmm(bS, v, rho, z);
       const cut = proj.cut();
       it++;
       const update = it % updateIter === 0;
-      const change = dvStep(b, v, z, proj.scores, y, r, d, cut ? null : mask, prevMask, rho, cut, update);
-      if (!update) continue;
+      const change = await dvStep(bS, v, z, proj.scores, yS, rS, d, mask, prevMask, rho, cut, update);
+      if (!update) {
+        r.set(rS);
+        continue;
+      }
 
       const ratio = change / proj.k;
       if (ratio > 0.1) {
@@ -621,7 +689,7 @@ async function runAdmm(b0: Float32Array, y: Float32Array, hn: Float32Array, n: n
       // The reference forms the next inverse before this test; it is not used once the loop stops.
       if (it - 1 >= switchIter && ratio < 0.0003) break;
       await invert();
-      rhs();
+      await rhs();
     }
   } finally {
     releaseScratch();

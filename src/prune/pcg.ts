@@ -26,6 +26,7 @@
  * CHUNK_ELEMENTS values, so the scratch is a few float64 copies of a chunk, not of the weight.
  */
 import { gemmInto, serial } from '../engine/gemm.js';
+import { across, sharedF64, sharedU8 } from '../engine/parallel.js';
 import { WorkArrays } from './work-arrays.js';
 
 export interface PcgOptions {
@@ -66,6 +67,49 @@ const CHUNK_ELEMENTS = 1 << 20;
  * Re-solves `x` (rows × n, row-major, in place; float32 like the weights) on its support, towards the dense
  * rows `w0` (rows × n), for h = H (n × n, symmetric). Returns the step count, residual and errors.
  */
+/**
+ * One CG step for rows [r0, r1) of a chunk, after q = H·p: the step along p, the new residual, its
+ * preconditioned rᵀz and ‖r_S‖², the next direction (into p and prod, the next product's operand), and
+ * a row that met the tolerance stops (p and prod zeroed). A kernel for engine/parallel.ts: self-contained.
+ */
+function cgStep(
+  p: Float64Array, q: Float32Array | Float64Array, g: Float64Array, x: Float64Array, prod: Float32Array | Float64Array, mask: Uint8Array,
+  dg: Float64Array, rz: Float64Array, active: Uint8Array, bNorm: Float64Array, n: number, ridge: number, tolerance: number, r0: number, r1: number,
+): void {
+  for (let r = r0; r < r1; r++) {
+    if (!active[r]) continue;
+    const o = r * n;
+    // p is zero off the support, so the sums and updates run over the whole row without a branch
+    // on the mask (a coin flip per entry): off the support they add 0 and leave x as it is.
+    let pq = 0;
+    for (let i = o; i < o + n; i++) pq += p[i] * (q[i] + ridge * p[i]);
+    if (!(pq > 0)) {
+      // Breakdown (p in H's null space, or underflow): nothing left to gain along p.
+      active[r] = 0;
+      continue;
+    }
+    const alpha = rz[r] / pq;
+    // One pass: the step (off the support g changes too, E_λ reads the full g), then the
+    // preconditioned rᵀz and ‖r_S‖² of the new residual on the support.
+    let s = 0, res2 = 0;
+    for (let j = 0, i = o; j < n; j++, i++) {
+      x[i] += alpha * p[i];
+      const gi = (g[i] -= alpha * (q[i] + ridge * p[i]));
+      const g2 = gi * gi * mask[i];
+      s += g2 / dg[j];
+      res2 += g2;
+    }
+    const beta = s / rz[r];
+    rz[r] = s;
+    for (let j = 0, i = o; j < n; j++, i++) prod[i] = p[i] = (g[i] / dg[j] + beta * p[i]) * mask[i];
+    if (!(Math.sqrt(res2) > tolerance * bNorm[r])) {
+      active[r] = 0;
+      p.fill(0, o, o + n);
+      prod.fill(0, o, o + n);
+    }
+  }
+}
+
 export async function pcgRefine(h: Float32Array | Float64Array, n: number, w0: Float32Array, x: Float32Array, rows: number, opts: PcgOptions = {}): Promise<PcgResult> {
   if (h.length !== n * n) throw new RangeError(`pcg: H has ${h.length} values, not ${n}x${n}`);
   if (w0.length !== rows * n || x.length !== rows * n) throw new RangeError(`pcg: weights must be ${rows}x${n}`);
@@ -77,7 +121,7 @@ export async function pcgRefine(h: Float32Array | Float64Array, n: number, w0: F
   for (let j = 0; j < n; j++) live[j] = h[j * n + j] > 0 ? 1 : 0;
   // The Jacobi preconditioner. Never-active inputs are never in the support; their 1 only keeps the
   // branch-free updates' off-support terms (multiplied by 0) finite.
-  const dg = new Float64Array(n);
+  const dg = sharedF64(n);
   for (let j = 0; j < n; j++) dg[j] = live[j] ? h[j * n + j] + ridge : 1;
 
   const result: PcgResult = { iterations: 0, converged: 0, residual: 0, errorBefore: 0, errorAfter: 0 };
@@ -109,13 +153,18 @@ async function solveChunk(
   iterations: number, tolerance: number, ridge: number, result: PcgResult, trace: boolean, arrays: WorkArrays,
 ) {
   const size = cr * n;
-  const mask = arrays.u8('pcg.mask', size);
+  // The step after each product runs on every core (engine/parallel.ts), on shared arrays; the product
+  // reads `prod` and writes `q`, plain arrays (onnxruntime-node refuses shared ones), copied to and from
+  // their shared twins.
+  const mask = arrays.sharedU8('pcg.mask', size);
   for (let i = 0; i < size; i++) mask[i] = (support ? support[i] : x32[i] !== 0) && live[i % n] ? 1 : 0;
-  const x = arrays.f64('pcg.x', size);
+  const x = arrays.sharedF64('pcg.x', size);
   x.set(x32);
   // gemm operands, in H's dtype
   const prod = h instanceof Float32Array ? arrays.f32('pcg.prod', size) : arrays.f64('pcg.prod64', size);
   const q = h instanceof Float32Array ? arrays.f32('pcg.q', size) : arrays.f64('pcg.q64', size);
+  const prodS = h instanceof Float32Array ? arrays.sharedF32('pcg.prod', size) : arrays.sharedF64('pcg.prod64', size);
+  const qS = h instanceof Float32Array ? arrays.sharedF32('pcg.q', size) : arrays.sharedF64('pcg.q64', size);
   const multiply = async (src: ArrayLike<number> | null) => {
     if (src) for (let i = 0; i < size; i++) prod[i] = src[i];
     await serial(() => gemmInto(q, prod, [cr, n], h, [n, n]));
@@ -125,14 +174,14 @@ async function solveChunk(
   const b = arrays.f64('pcg.b', size);
   await multiply(w0);
   for (let i = 0; i < size; i++) b[i] = q[i] + ridge * w0[i];
-  const g = arrays.f64('pcg.g', size);
+  const g = arrays.sharedF64('pcg.g', size);
   await multiply(x);
   for (let i = 0; i < size; i++) g[i] = b[i] - q[i] - ridge * x[i];
 
   // Per row: w0ᵀ(H + λI)w0 (E_λ's constant), ‖b_S‖, rᵀz, and whether the row is still running.
-  const c0 = new Float64Array(cr), bNorm = new Float64Array(cr), rz = new Float64Array(cr);
-  const active = new Uint8Array(cr);
-  const p = arrays.f64('pcg.p', size);
+  const c0 = new Float64Array(cr), bNorm = sharedF64(cr), rz = sharedF64(cr);
+  const active = sharedU8(cr);
+  const p = arrays.sharedF64('pcg.p', size);
   p.fill(0); // stays 0 off the support
   for (let r = 0; r < cr; r++) {
     let c = 0, bb = 0, s = 0;
@@ -148,7 +197,7 @@ async function solveChunk(
     rz[r] = s;
     active[r] = 1;
   }
-  for (let i = 0; i < size; i++) prod[i] = p[i];
+  for (let i = 0; i < size; i++) prodS[i] = p[i];
   // E_λ(x) = c0 − xᵀ(b + g) since xᵀ(H + λI)x = xᵀ(b − g); ‖r_S‖ from the masked g.
   const dampedError = (r: number) => {
     let e = c0[r];
@@ -164,7 +213,7 @@ async function solveChunk(
     if (!active[r] || Math.sqrt(res2) > tolerance * bNorm[r]) return;
     active[r] = 0;
     p.fill(0, r * n, (r + 1) * n);
-    prod.fill(0, r * n, (r + 1) * n);
+    prodS.fill(0, r * n, (r + 1) * n);
   };
   const undamped = () => {
     let e = 0;
@@ -192,35 +241,10 @@ async function solveChunk(
   let k = 0;
   while (k < iterations && active.some((a) => a)) {
     k++;
+    prod.set(prodS);
     await multiply(null); // q = H·p per row (H symmetric); prod holds p in H's dtype
-    for (let r = 0; r < cr; r++) {
-      if (!active[r]) continue;
-      const o = r * n;
-      // p is zero off the support, so the sums and updates run over the whole row without a branch
-      // on the mask (a coin flip per entry): off the support they add 0 and leave x as it is.
-      let pq = 0;
-      for (let i = o; i < o + n; i++) pq += p[i] * (q[i] + ridge * p[i]);
-      if (!(pq > 0)) {
-        // Breakdown (p in H's null space, or underflow): nothing left to gain along p.
-        active[r] = 0;
-        continue;
-      }
-      const alpha = rz[r] / pq;
-      // One pass: the step (off the support g changes too, E_λ reads the full g), then the
-      // preconditioned rᵀz and ‖r_S‖² of the new residual on the support.
-      let s = 0, res2 = 0;
-      for (let j = 0, i = o; j < n; j++, i++) {
-        x[i] += alpha * p[i];
-        const gi = (g[i] -= alpha * (q[i] + ridge * p[i]));
-        const g2 = gi * gi * mask[i];
-        s += g2 / dg[j];
-        res2 += g2;
-      }
-      const beta = s / rz[r];
-      rz[r] = s;
-      for (let j = 0, i = o; j < n; j++, i++) prod[i] = p[i] = (g[i] / dg[j] + beta * p[i]) * mask[i];
-      stopIfDone(r, res2);
-    }
+    qS.set(q);
+    await across(cgStep, cr, [p, qS, g, x, prodS, mask, dg, rz, active, bNorm, n, ridge, tolerance], n);
     record(k);
   }
   if (tr) for (let j = k + 1; j <= iterations; j++) {

@@ -9,6 +9,8 @@
  * layers reading one input share it, and it becomes garbage with the input (the driver drops an input
  * after its last layer). One user at a time: `lease()` gives the set, or a fresh one while it is out.
  */
+import { sharedF32, sharedF64, sharedU8 } from '../engine/parallel.js';
+
 export class WorkArrays {
   private readonly arrays = new Map<string, Float32Array | Float64Array | Uint8Array>();
   private out = false;
@@ -30,6 +32,19 @@ export class WorkArrays {
 
   f64(name: string, length: number): Float64Array {
     return this.get(name, length, (n) => new Float64Array(n)) as Float64Array;
+  }
+
+  /** In a SharedArrayBuffer, for kernels that engine/parallel.ts runs on every core. */
+  sharedF32(name: string, length: number): Float32Array {
+    return this.get(`shared:${name}`, length, sharedF32) as Float32Array;
+  }
+
+  sharedF64(name: string, length: number): Float64Array {
+    return this.get(`shared:${name}`, length, sharedF64) as Float64Array;
+  }
+
+  sharedU8(name: string, length: number): Uint8Array {
+    return this.get(`shared:${name}`, length, sharedU8) as Uint8Array;
   }
 
   u8(name: string, length: number): Uint8Array {

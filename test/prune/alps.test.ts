@@ -161,6 +161,36 @@ describe('ALPS on random correlated layers', () => {
     }
   });
 
+  it('gives the same bits with its passes split over two cores as on one, tied thresholds included', async () => {
+    // 256 × 320 = 81920 entries: above the size from which engine/parallel.ts splits a pass. Rows 2i and
+    // 2i + 1 are equal, so every score comes twice and the threshold is a tie that must be broken in
+    // index order (one range); the 2:4 and distinct-row cases split.
+    const rows = 256, cols = 320, tokens = 640;
+    const h = await gramOf(correlatedInputs(tokens, cols, 5, 40), tokens, cols, 4);
+    const distinct = randomMatrix(rows, cols, 8);
+    const paired = Float32Array.from(distinct);
+    for (let r = 1; r < rows; r += 2) paired.copyWithin(r * cols, (r - 1) * cols, r * cols);
+    const saved = process.env.SHEARS_THREADS;
+    try {
+      // An odd pruned count (40961): the last pair at the threshold loses one of its two equal entries.
+      const odd: SparsitySpec = { kind: 'unstructured', sparsity: 0.50001 };
+      for (const [w0, spec] of [[distinct, SPECS[0][1]], [paired, odd], [distinct, SPECS[2][1]]] as const) {
+        const out: Float32Array[] = [];
+        for (const threads of ['1', '2']) {
+          process.env.SHEARS_THREADS = threads;
+          const w = Float32Array.from(w0);
+          await alpsPrune({ data: w, rows, cols }, h, spec, { maxIter: 30 });
+          expectExactMask(w, rows, cols, spec);
+          out.push(w);
+        }
+        expect(Buffer.from(out[1].buffer).equals(Buffer.from(out[0].buffer))).toBe(true);
+      }
+    } finally {
+      if (saved === undefined) delete process.env.SHEARS_THREADS;
+      else process.env.SHEARS_THREADS = saved;
+    }
+  });
+
   it('normalises H to a unit diagonal with the reference damping', () => {
     const h = new Float32Array([4, 1, 1, 9]);
     const g = normalizeGram(h, 2, 0.01);

@@ -151,6 +151,28 @@ describe('pcgRefine', () => {
     expect(x[0]).toBe(x00);
   });
 
+  it('gives the same bits with its steps split over two cores as on one', async () => {
+    // 1500 rows × 48 = 72000 values: above the size from which engine/parallel.ts splits a step.
+    const many = 1500;
+    const w = randomMatrix(many, n, 12);
+    const h32 = Float32Array.from(h64);
+    const out: Float32Array[] = [];
+    const saved = process.env.SHEARS_THREADS;
+    try {
+      for (const threads of ['1', '2']) {
+        process.env.SHEARS_THREADS = threads;
+        const { x } = pruneHalf(w, many, n, 13);
+        const r = await pcgRefine(h32, n, w, x, many, { ridge, tolerance: 1e-3 });
+        expect(r.converged).toBeGreaterThan(0); // some rows stop early, on each side of the split
+        out.push(x);
+      }
+    } finally {
+      if (saved === undefined) delete process.env.SHEARS_THREADS;
+      else process.env.SHEARS_THREADS = saved;
+    }
+    expect(Buffer.from(out[1].buffer).equals(Buffer.from(out[0].buffer))).toBe(true);
+  });
+
   it('many rows are solved in chunks with the same result as one at a time', async () => {
     const wide = 1100, many = 1000; // 953 rows per chunk of about 1M values: two chunks
     const hw = Float32Array.from(gram64(inputs(64, wide, 2), 64, wide));
