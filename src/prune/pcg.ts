@@ -68,6 +68,77 @@ const CHUNK_ELEMENTS = 1 << 20;
  * rows `w0` (rows × n), for h = H (n × n, symmetric). Returns the step count, residual and errors.
  */
 /**
+ * CG's start for rows [r0, r1) of a chunk, after b = H·w0 (in b) and q = H·x: b += λw0 and the full
+ * residual g = b − (H + λI)x (its masked part drives CG); per row w0ᵀ(H + λI)w0 (E_λ's constant, c0),
+ * ‖b_S‖, rᵀz, the first direction p (and prod, the next product's operand; 0 off the support), the
+ * undamped error (rowError), and, with `stop`, a row already within tolerance stops. A kernel for
+ * engine/parallel.ts: self-contained.
+ */
+function cgStart(
+  w0: Float32Array, x: Float64Array, b: Float64Array, g: Float64Array, q: Float32Array | Float64Array, p: Float64Array, prod: Float32Array | Float64Array,
+  mask: Uint8Array, dg: Float64Array, c0: Float64Array, bNorm: Float64Array, rz: Float64Array, active: Uint8Array, rowError: Float64Array,
+  n: number, ridge: number, tolerance: number, stop: boolean, r0: number, r1: number,
+): void {
+  for (let r = r0; r < r1; r++) {
+    const o = r * n;
+    for (let i = o; i < o + n; i++) {
+      b[i] = b[i] + ridge * w0[i];
+      g[i] = b[i] - q[i] - ridge * x[i];
+    }
+    let c = 0, bb = 0, s = 0;
+    for (let j = 0, i = o; j < n; j++, i++) {
+      c += w0[i] * b[i];
+      p[i] = 0;
+      if (!mask[i]) continue;
+      bb += b[i] * b[i];
+      p[i] = g[i] / dg[j];
+      s += g[i] * p[i];
+    }
+    c0[r] = c;
+    bNorm[r] = Math.sqrt(bb);
+    rz[r] = s;
+    active[r] = 1;
+    for (let i = o; i < o + n; i++) prod[i] = p[i];
+    // E_λ(x) = c0 − xᵀ(b + g) since xᵀ(H + λI)x = xᵀ(b − g); undamped: less λ‖w0 − x‖².
+    let d2 = 0;
+    for (let i = o; i < o + n; i++) d2 += (w0[i] - x[i]) ** 2;
+    let e = c;
+    for (let i = o; i < o + n; i++) e -= x[i] * (b[i] + g[i]);
+    rowError[r] = e - ridge * d2;
+    if (!stop) continue;
+    let res2 = 0;
+    for (let i = o; i < o + n; i++) if (mask[i]) res2 += g[i] * g[i];
+    if (!(Math.sqrt(res2) > tolerance * bNorm[r])) {
+      active[r] = 0;
+      p.fill(0, o, o + n);
+      prod.fill(0, o, o + n);
+    }
+  }
+}
+
+/**
+ * CG's end for rows [r0, r1): the undamped error (rowError), the relative residual on the support
+ * (rel), and the solution rounded into x32 on the support. A kernel for engine/parallel.ts.
+ */
+function cgEnd(
+  x: Float64Array, b: Float64Array, g: Float64Array, w0: Float32Array, mask: Uint8Array, c0: Float64Array, bNorm: Float64Array,
+  rowError: Float64Array, rel: Float64Array, x32: Float32Array, n: number, ridge: number, r0: number, r1: number,
+): void {
+  for (let r = r0; r < r1; r++) {
+    const o = r * n;
+    let d2 = 0;
+    for (let i = o; i < o + n; i++) d2 += (w0[i] - x[i]) ** 2;
+    let e = c0[r];
+    for (let i = o; i < o + n; i++) e -= x[i] * (b[i] + g[i]);
+    rowError[r] = e - ridge * d2;
+    let res2 = 0;
+    for (let i = o; i < o + n; i++) if (mask[i]) res2 += g[i] * g[i];
+    rel[r] = bNorm[r] > 0 ? Math.sqrt(res2) / bNorm[r] : 0;
+    for (let i = o; i < o + n; i++) if (mask[i]) x32[i] = x[i];
+  }
+}
+
+/**
  * One CG step for rows [r0, r1) of a chunk, after q = H·p: the step along p, the new residual, its
  * preconditioned rᵀz and ‖r_S‖², the next direction (into p and prod, the next product's operand), and
  * a row that met the tolerance stops (p and prod zeroed). A kernel for engine/parallel.ts: self-contained.
@@ -157,47 +228,32 @@ async function solveChunk(
   // reads `prod` and writes `q`, plain arrays (onnxruntime-node refuses shared ones), copied to and from
   // their shared twins.
   const mask = arrays.sharedU8('pcg.mask', size);
-  for (let i = 0; i < size; i++) mask[i] = (support ? support[i] : x32[i] !== 0) && live[i % n] ? 1 : 0;
+  for (let r = 0, i = 0; r < cr; r++) for (let j = 0; j < n; j++, i++) mask[i] = (support ? support[i] : x32[i] !== 0) && live[j] ? 1 : 0;
   const x = arrays.sharedF64('pcg.x', size);
   x.set(x32);
+  const w0S = arrays.sharedF32('pcg.w0', size);
+  w0S.set(w0);
   // gemm operands, in H's dtype
   const prod = h instanceof Float32Array ? arrays.f32('pcg.prod', size) : arrays.f64('pcg.prod64', size);
   const q = h instanceof Float32Array ? arrays.f32('pcg.q', size) : arrays.f64('pcg.q64', size);
   const prodS = h instanceof Float32Array ? arrays.sharedF32('pcg.prod', size) : arrays.sharedF64('pcg.prod64', size);
   const qS = h instanceof Float32Array ? arrays.sharedF32('pcg.q', size) : arrays.sharedF64('pcg.q64', size);
   const multiply = async (src: ArrayLike<number> | null) => {
-    if (src) for (let i = 0; i < size; i++) prod[i] = src[i];
+    if (src) prod.set(src); // rounds as an element-by-element assignment would
     await serial(() => gemmInto(q, prod, [cr, n], h, [n, n]));
   };
 
-  // b = (H + λI) w0; g = b − (H + λI) x, the full residual (its masked part drives CG).
-  const b = arrays.f64('pcg.b', size);
+  // The products H·w0 (kept in b, exactly: b is float64) and H·x, then cgStart per row.
+  const b = arrays.sharedF64('pcg.b', size);
   await multiply(w0);
-  for (let i = 0; i < size; i++) b[i] = q[i] + ridge * w0[i];
+  b.set(q);
   const g = arrays.sharedF64('pcg.g', size);
   await multiply(x);
-  for (let i = 0; i < size; i++) g[i] = b[i] - q[i] - ridge * x[i];
-
-  // Per row: w0ᵀ(H + λI)w0 (E_λ's constant), ‖b_S‖, rᵀz, and whether the row is still running.
-  const c0 = new Float64Array(cr), bNorm = sharedF64(cr), rz = sharedF64(cr);
+  qS.set(q);
+  const c0 = sharedF64(cr), bNorm = sharedF64(cr), rz = sharedF64(cr), rowError = sharedF64(cr);
   const active = sharedU8(cr);
   const p = arrays.sharedF64('pcg.p', size);
-  p.fill(0); // stays 0 off the support
-  for (let r = 0; r < cr; r++) {
-    let c = 0, bb = 0, s = 0;
-    for (let i = r * n; i < (r + 1) * n; i++) {
-      c += w0[i] * b[i];
-      if (!mask[i]) continue;
-      bb += b[i] * b[i];
-      p[i] = g[i] / dg[i % n];
-      s += g[i] * p[i];
-    }
-    c0[r] = c;
-    bNorm[r] = Math.sqrt(bb);
-    rz[r] = s;
-    active[r] = 1;
-  }
-  for (let i = 0; i < size; i++) prodS[i] = p[i];
+  await across(cgStart, cr, [w0S, x, b, g, qS, p, prodS, mask, dg, c0, bNorm, rz, active, rowError, n, ridge, tolerance, !trace], n);
   // E_λ(x) = c0 − xᵀ(b + g) since xᵀ(H + λI)x = xᵀ(b − g); ‖r_S‖ from the masked g.
   const dampedError = (r: number) => {
     let e = c0[r];
@@ -215,15 +271,6 @@ async function solveChunk(
     p.fill(0, r * n, (r + 1) * n);
     prodS.fill(0, r * n, (r + 1) * n);
   };
-  const undamped = () => {
-    let e = 0;
-    for (let r = 0; r < cr; r++) {
-      let d2 = 0;
-      for (let i = r * n; i < (r + 1) * n; i++) d2 += (w0[i] - x[i]) ** 2;
-      e += dampedError(r) - ridge * d2;
-    }
-    return e;
-  };
 
   const tr = trace ? { dampedError: new Float64Array(iterations + 1), residual2: new Float64Array(iterations + 1), bNorm2: 0 } : undefined;
   const record = (k: number) => {
@@ -234,9 +281,10 @@ async function solveChunk(
     }
   };
   if (tr) for (let r = 0; r < cr; r++) tr.bNorm2 += bNorm[r] * bNorm[r];
-  result.errorBefore += undamped();
+  result.errorBefore += sum(rowError);
   record(0);
-  for (let r = 0; r < cr; r++) stopIfDone(r, residual2(r));
+  // cgStart stopped the rows already within tolerance, unless the trace (above) wanted them first.
+  if (tr) for (let r = 0; r < cr; r++) stopIfDone(r, residual2(r));
 
   let k = 0;
   while (k < iterations && active.some((a) => a)) {
@@ -253,12 +301,22 @@ async function solveChunk(
   }
 
   result.iterations = Math.max(result.iterations, k);
-  result.errorAfter += undamped();
+  const rel = sharedF64(cr);
+  const xS = arrays.sharedF32('pcg.x32', size);
+  xS.set(x32);
+  await across(cgEnd, cr, [x, b, g, w0S, mask, c0, bNorm, rowError, rel, xS, n, ridge], n);
+  x32.set(xS);
+  result.errorAfter += sum(rowError);
   for (let r = 0; r < cr; r++) {
-    const rel = bNorm[r] > 0 ? Math.sqrt(residual2(r)) / bNorm[r] : 0;
-    if (rel <= tolerance) result.converged++;
-    result.residual = Math.max(result.residual, rel);
+    if (rel[r] <= tolerance) result.converged++;
+    result.residual = Math.max(result.residual, rel[r]);
   }
-  for (let i = 0; i < size; i++) if (mask[i]) x32[i] = x[i];
   return tr;
+}
+
+/** Σ a in index order (the per-row terms of an error, summed as one loop over the rows would). */
+function sum(a: Float64Array): number {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i];
+  return s;
 }
