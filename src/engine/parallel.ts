@@ -1,8 +1,8 @@
 /**
  * Element-wise passes on every core. onnxruntime runs its products on all cores, but between products a
  * method's O(rows·cols) JS passes (ALPS's ADMM updates) ran on one, leaving the other idle for about
- * half of ALPS's time on the ~100M model. `across` splits such a pass into contiguous ranges: the last
- * ranges go to worker threads, the first runs here, and the call returns each range's result in order.
+ * half of ALPS's time on the ~100M model. `across` splits such a pass into contiguous ranges that this
+ * thread and worker threads take in turn, and returns each range's result in order.
  *
  * A kernel is a plain, self-contained `function` (no imports, no closures, no nested functions: the
  * workers rebuild it from its source text) taking its arguments and then (k0, k1, part) for its range.
@@ -39,11 +39,14 @@ const collect = typeof gc === 'function' ? gc : require('node:vm').runInNewConte
 const kernels = new Map();
 let calls = 0;
 parentPort.on('message', (msg) => {
-  const { id, name, source } = msg;
+  const { id, name, source, total, ranges, next } = msg;
   try {
     let f = kernels.get(name);
     if (!f) { f = new Function('return (' + source + ')')(); kernels.set(name, f); }
-    const result = f(...msg.args);
+    const result = [];
+    for (let i = Atomics.add(next, 0, 1); i < ranges; i = Atomics.add(next, 0, 1)) {
+      result.push([i, f(...msg.args, Math.round((total * i) / ranges), Math.round((total * (i + 1)) / ranges), i)]);
+    }
     msg.args = undefined;
     parentPort.postMessage({ id, result });
   } catch (e) {
@@ -95,11 +98,11 @@ function pool(count: number): Helper[] {
   return helpers;
 }
 
-function send(h: Helper, kernel: Kernel, args: unknown[]): Promise<unknown> {
+function send(h: Helper, kernel: Kernel, args: unknown[], total: number, ranges: number, next: Int32Array): Promise<unknown> {
   const id = nextId++;
   let name = kernelKeys.get(kernel);
   if (!name) kernelKeys.set(kernel, (name = `${kernel.name}#${id}`));
-  const msg: { id: number; name: string; args: unknown[]; source?: string } = { id, name, args };
+  const msg: { id: number; name: string; args: unknown[]; total: number; ranges: number; next: Int32Array; source?: string } = { id, name, args, total, ranges, next };
   if (!h.known.has(name)) {
     msg.source = kernel.toString();
     h.known.add(name);
@@ -119,21 +122,43 @@ function checkShared(args: unknown[], kernel: Kernel): void {
   }
 }
 
+/** Ranges per thread: the threads take ranges as they finish them, so a thread slowed down (by the
+ * garbage collector's helpers, or a message that arrives late) leaves its share to the others. */
+const RANGES_PER_THREAD = 4;
+
+/** The most ranges a pass is split into (a kernel that writes per range, at k0 + part, needs this much room). */
+export function maxRanges(): number {
+  return parts() * RANGES_PER_THREAD;
+}
+
 /**
- * Runs kernel(...args, k0, k1, part) over [0, total) split into `parts()` contiguous ranges (one when
- * the work is small: total × `width`, the values one index stands for, under MIN_SPLIT), and returns
- * the ranges' results in order.
+ * Runs kernel(...args, k0, k1, part) over [0, total) split into up to maxRanges() contiguous ranges,
+ * part = 0, 1, … in order (one range when the work is small: total × `width`, the values one index
+ * stands for, under MIN_SPLIT), and returns the ranges' results in order. Which thread runs which range
+ * is decided as they go; the results do not depend on it.
  */
 export async function across<R>(kernel: Kernel, total: number, args: unknown[], width = 1): Promise<R[]> {
-  const n = total * width < MIN_SPLIT ? 1 : Math.min(parts(), total);
-  if (n === 1) return [kernel(...args, 0, total, 0) as R];
+  const threads = total * width < MIN_SPLIT ? 1 : Math.min(parts(), total);
+  if (threads === 1) return [kernel(...args, 0, total, 0) as R];
   checkShared(args, kernel);
-  const hs = pool(n - 1);
-  const bounds = (p: number) => Math.round((total * p) / n);
+  const ranges = Math.min(total, threads * RANGES_PER_THREAD);
+  const next = new Int32Array(new SharedArrayBuffer(4));
+  const hs = pool(threads - 1);
   const waits: Promise<unknown>[] = [];
-  for (let p = 1; p < n; p++) waits.push(send(hs[p - 1], kernel, [...args, bounds(p), bounds(p + 1), p]));
-  const first = kernel(...args, 0, bounds(1), 0) as R;
-  return [first, ...((await Promise.all(waits)) as R[])];
+  for (let t = 1; t < threads; t++) waits.push(send(hs[t - 1], kernel, args, total, ranges, next));
+  const results: R[] = new Array(ranges);
+  try {
+    for (let i = Atomics.add(next, 0, 1); i < ranges; i = Atomics.add(next, 0, 1)) {
+      results[i] = kernel(...args, Math.round((total * i) / ranges), Math.round((total * (i + 1)) / ranges), i) as R;
+    }
+  } catch (e) {
+    // The workers take no further range; wait for the ones they hold (their arrays are ours).
+    Atomics.store(next, 0, ranges);
+    await Promise.allSettled(waits);
+    throw e;
+  }
+  for (const done of (await Promise.all(waits)) as [number, R][][]) for (const [i, r] of done) results[i] = r;
+  return results;
 }
 
 export function sharedF32(length: number): Float32Array {

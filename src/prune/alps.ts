@@ -75,7 +75,7 @@ import { markLowestInGroup } from './nm.js';
 import type { PruneMethod } from './method.js';
 import { pcgRefine } from './pcg.js';
 import { WorkArrays } from './work-arrays.js';
-import { across, parts } from '../engine/parallel.js';
+import { across, maxRanges } from '../engine/parallel.js';
 
 /** The reference's defaults (ALPS_admm's arguments, llama.py/opt.py call it with rho = 0.1, and cg_batch's). */
 export const ALPS_DEFAULTS = {
@@ -241,7 +241,7 @@ class Projector {
       const kept = roundHalfEven((1 - spec.sparsity) * total);
       this.prune = total - kept;
       this.k = kept;
-      this.scratch = arrays.sharedF32('scratch', total + parts()); // each range's window may end one past it
+      this.scratch = arrays.sharedF32('scratch', total + maxRanges()); // range i gathers from k0 + i
     } else {
       this.prune = 0;
       this.k = (total * spec.n) / spec.m;

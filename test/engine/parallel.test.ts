@@ -4,7 +4,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { across, sharedF32, sharedF64, stopWorkers } from '../../src/engine/parallel.js';
+import { across, maxRanges, sharedF32, sharedF64, stopWorkers } from '../../src/engine/parallel.js';
 
 /** out[k] = x[k]² + 1 and the float64 sum of x over [k0, k1); its range and part come back too. */
 function squarePlusOne(x: Float32Array, out: Float64Array, k0: number, k1: number, part: number): [number, number, number, number] {
@@ -21,6 +21,13 @@ function failing(x: Float32Array, k0: number): number {
   return x.length;
 }
 
+/** Throws only off this thread (the workers do not have the marker this test sets). */
+function failingInWorker(x: Float32Array): number {
+  if (!(globalThis as { shearsTestHere?: boolean }).shearsTestHere) throw new Error('refused in a worker');
+  for (let k = 0; k < 5e6; k++) x[0] += 0; // slow enough that the worker takes a range
+  return x.length;
+}
+
 const saved = process.env.SHEARS_THREADS;
 afterEach(() => {
   if (saved === undefined) delete process.env.SHEARS_THREADS;
@@ -34,14 +41,16 @@ describe('across', () => {
   for (let k = 0; k < n; k++) x[k] = Math.sin(k * 0.37) * 3;
 
   for (const threads of [2, 3]) {
-    it(`splits [0, n) into ${threads} ordered ranges whose writes and results equal the kernel run here`, async () => {
+    it(`splits [0, n) over ${threads} threads into ordered ranges whose writes and results equal the kernel run here`, async () => {
       process.env.SHEARS_THREADS = String(threads);
+      expect(maxRanges()).toBeGreaterThanOrEqual(threads);
       const out = sharedF64(n);
       const results = await across<[number, number, number, number]>(squarePlusOne, n, [x, out]);
-      expect(results.map((r) => r[3])).toEqual([...Array(threads).keys()]);
+      expect(results.length).toBe(maxRanges());
+      expect(results.map((r) => r[3])).toEqual([...Array(results.length).keys()]);
       expect(results[0][1]).toBe(0);
       expect(results.at(-1)![2]).toBe(n);
-      for (let p = 1; p < threads; p++) expect(results[p][1]).toBe(results[p - 1][2]);
+      for (let p = 1; p < results.length; p++) expect(results[p][1]).toBe(results[p - 1][2]);
       const here = new Float64Array(n);
       for (const [s, k0, k1] of results) expect(s).toBe(squarePlusOne(x, here, k0, k1, 0)[0]);
       expect(Buffer.from(out.buffer).equals(Buffer.from(here.buffer))).toBe(true);
@@ -60,7 +69,12 @@ describe('across', () => {
   it('refuses an array a worker could not write back, and reports a kernel that throws in a worker', async () => {
     process.env.SHEARS_THREADS = '2';
     await expect(across(squarePlusOne, n, [x, new Float64Array(n)])).rejects.toThrow(/squarePlusOne.*not in a SharedArrayBuffer/);
-    await expect(across(failing, n, [x])).rejects.toThrow(/failing|refused/);
+    await expect(across(failing, n, [x])).rejects.toThrow(/range at \d+ refused/);
+    (globalThis as { shearsTestHere?: boolean }).shearsTestHere = true;
+    await expect(across(failingInWorker, n, [x])).rejects.toThrow(/parallel kernel failed in a worker: .*refused in a worker/);
+    // The pool still works afterwards.
+    const out = sharedF64(n);
+    expect((await across<[number]>(squarePlusOne, n, [x, out])).length).toBe(maxRanges());
   });
 
   it('idle workers do not keep a process alive', () => {
@@ -72,7 +86,7 @@ describe('across', () => {
     const t0 = Date.now();
     const res = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { encoding: 'utf8', env: { ...process.env, SHEARS_THREADS: '2' }, timeout: 60_000 });
     expect(res.stderr).not.toMatch(/Error/);
-    expect(res.stdout.trim()).toBe(`2 ${1 << 18}`);
+    expect(res.stdout.trim()).toBe(`8 ${1 << 18}`);
     expect(res.status).toBe(0);
     expect(Date.now() - t0).toBeLessThan(30_000);
   });
