@@ -5,12 +5,13 @@
  * SparseGPT's pruning time, and they are not projected.
  *
  *   npx tsx scripts/bench-prune.ts [--nsamples 128] [--seqlen 512] [--methods wanda,sparsegpt,alps,wanda+refine]
- *        [--model DIR] [--no-sweep] [--json out/bench-prune.json] [--efficiency-only] [--whole-attention]
+ *        [--model DIR] [--no-sweep] [--json out/bench-prune.json] [--efficiency-only | --no-efficiency] [--whole-attention]
  *
  * 0. Efficiency (prune-efficiency.ts): 2 blocks of the synthetic ~100M Llama (16 × 512 tokens) and of a
  *    TinyLlama-1.1B-shaped one (2 × 2048 tokens) pruned in this process by Wanda and SparseGPT: FLOPs of each
  *    phase, achieved GFLOP/s, the raw matmul rate at the same shapes in the same run, their ratio, and
- *    projected wall times for TinyLlama-1.1B and Llama-2-7B at 128 × 2048. `--efficiency-only` stops there.
+ *    projected wall times for TinyLlama-1.1B and Llama-2-7B at 128 × 2048. `--efficiency-only` stops there;
+ *    `--no-efficiency` skips it.
  *    `--whole-attention` runs it with attention over whole S × S scores (query chunks off: the path before
  *    ops.attentionChunks), for a before/after on the same machine.
  *
@@ -48,6 +49,7 @@ const jsonPath = option('--json') ?? 'out/bench-prune.json';
 const givenModel = option('--model');
 const sweep = !args.includes('--no-sweep');
 const efficiencyOnly = args.includes('--efficiency-only');
+const efficiency = !args.includes('--no-efficiency');
 
 /** The 7B target of the projection (Llama-2-7B / LLaMA-7B shapes). */
 const TARGET = { name: 'Llama 7B', hidden: 4096, intermediate: 11008, layers: 32, heads: 32, kvHeads: 32, nsamples: 128, seqlen: 2048 };
@@ -188,8 +190,8 @@ function leastSquares(rowsF: number[][], y: number[]): number[] {
 async function main(): Promise<Record<string, unknown>> {
   const machine = machineInfo();
   console.log(`machine: ${machine.cpu}, ${machine.cores} cores, node ${machine.node}, onnxruntime-node ${machine.onnxruntime}, threads ${machine.threads}; load ${load1()}`);
-  const efficiency = await efficiencySection((['wanda', 'sparsegpt'] as Method[]).filter((m) => methods.includes(m)));
-  if (efficiencyOnly) return { machine, efficiency };
+  const efficiencyResult = efficiency ? await efficiencySection((['wanda', 'sparsegpt'] as Method[]).filter((m) => methods.includes(m))) : undefined;
+  if (efficiencyOnly) return { machine, efficiency: efficiencyResult };
   let generated: { params: number } | undefined;
   if (!givenModel) {
     generated = { params: writeSyntheticLlama(modelDir, DEFAULT_SYNTHETIC).params };
@@ -264,7 +266,7 @@ async function main(): Promise<Record<string, unknown>> {
     sparsegptLayers: layerTimings,
     gram: grams,
     projection,
-    efficiency,
+    efficiency: efficiencyResult,
   };
 }
 

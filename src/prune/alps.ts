@@ -57,10 +57,13 @@
  * one float64 n³/3 product per ρ change (every 3 iterations; fewer for the later layers of a shared
  * input), one product per CG iteration. Besides the products, an ADMM iteration is two branch-free passes
  * over the rows × n entries (scoring with the threshold's window gathered, then D, V and the next
- * right-hand side together); the factorisation dominates where n is large (MLP down projection). Besides
- * H, a layer holds Hn (float32, shared by the layers reading the input), the float64 factor with its
- * scratch and the product's (≈ 15 n² bytes), the inverse in float32 (4 n²), up to 32 MiB of kept
- * inverses, and about ten rows × n arrays. The work arrays and inverses are kept for the next layer
+ * right-hand side together), run on every core (engine/parallel.ts: the same arithmetic per entry, so the
+ * same bits on any number of cores; an ordered tie at the threshold runs as one range); the
+ * factorisation dominates where n is large (MLP down projection). Besides H, a layer holds Hn (float32,
+ * shared by the layers reading the input), the float64 factor with its scratch and the product's
+ * (≈ 15 n² bytes), the inverse in float32 (4 n²), up to 32 MiB of kept inverses, and about twelve
+ * rows × n arrays (B and R twice: onnxruntime-node refuses the shared arrays the passes work on, so
+ * the product's operands are copied to and from them). The work arrays and inverses are kept for the next layer
  * reading the same input and dropped with the input (work-arrays.ts; fresh pages cost ~3 ms/MiB here,
  * ~0.4 s per MLP layer of the ~100M model).
  */
@@ -180,7 +183,8 @@ async function alpsLayer(w: Weight, gram: NormalizedGram, spec: SparsitySpec, ar
   // B₀ = W S and Y = B₀ Hn, [rows, n] (the reference's Bᵀ and YtX: row r is output r).
   const b0 = arrays.f32('b0', total);
   for (let r = 0; r < rows; r++) for (let j = 0; j < n; j++) b0[r * n + j] = w.data[r * n + j] * scale[j];
-  const y = await matmul(b0, [rows, n], hn, [n, n], { out: arrays.f32('y', total) });
+  // Y is formed in B's plain array (runAdmm keeps it in a shared one before B is first written).
+  const y = await matmul(b0, [rows, n], hn, [n, n], { out: arrays.f32('b', total) });
 
   const proj = new Projector(spec, rows, n, arrays);
   const admm = await runAdmm(b0, y, hn, n, rows, proj, rho, maxIter, arrays, inverses);
@@ -624,13 +628,13 @@ async function runAdmm(b0: Float32Array, y: Float32Array, hn: Float32Array, n: n
 
   // The passes run on every core and read and write shared arrays; the product reads r and writes b,
   // plain arrays (onnxruntime-node refuses shared ones), copied from and to their shared twins.
+  const yS = arrays.sharedF32('y', total);
+  yS.set(y); // first: y may be b's array
   const b = arrays.f32('b', total);
   b.set(b0);
   const r = arrays.f32('r', total); // the B-step's right-hand side Y − V + ρD
   const bS = arrays.sharedF32('b', total);
   const rS = arrays.sharedF32('r', total);
-  const yS = arrays.sharedF32('y', total);
-  yS.set(y);
   const v = arrays.sharedF32('v', total);
   v.fill(0);
   const z = arrays.sharedF32('z', total); // the D-step's input (V + ρB)/ρ

@@ -24,6 +24,10 @@
  * dtype (float32 H like the reference's; pass a Float64Array for float64 products). Iterates, residuals,
  * search directions and every reduction are float64. Rows are processed in chunks of about
  * CHUNK_ELEMENTS values, so the scratch is a few float64 copies of a chunk, not of the weight.
+ *
+ * Between products, the per-row work (cgStart, cgStep, cgEnd) runs over row ranges on every core
+ * (engine/parallel.ts); rows are independent and the error sums are taken row by row in order, so the
+ * results are the same bits on any number of cores.
  */
 import { gemmInto, serial } from '../engine/gemm.js';
 import { across, sharedF64, sharedU8 } from '../engine/parallel.js';
