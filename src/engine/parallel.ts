@@ -28,8 +28,10 @@ const MIN_SPLIT = 1 << 16;
  * The worker. Each message brings new wrappers of the caller's shared arrays, and a wrapper keeps its
  * memory alive until this thread's garbage collector runs, which its small allocations almost never
  * trigger: the memory of arrays the caller had long dropped stayed resident (+250 MiB of peak RSS in
- * an ALPS run of the ~100M model). So the worker collects every COLLECT_EVERY messages (a full
- * collection of its tiny heap takes well under a millisecond).
+ * an ALPS run of the ~100M model). So the worker collects its young generation, where the wrappers
+ * are, every COLLECT_EVERY messages (~0.9 ms each), and everything every 8 × COLLECT_EVERY (~9 ms:
+ * full collections every 8 messages made the worker's share of each pass the slow one; young ones
+ * alone left ~90 MiB more resident, wrappers that had lived long enough to be promoted).
  */
 const COLLECT_EVERY = 8;
 const WORKER_SOURCE = `
@@ -52,7 +54,8 @@ parentPort.on('message', (msg) => {
   } catch (e) {
     parentPort.postMessage({ id, error: String(e && e.stack || e) });
   }
-  if (++calls % ${COLLECT_EVERY} === 0) collect();
+  if (++calls % ${COLLECT_EVERY * 8} === 0) collect();
+  else if (calls % ${COLLECT_EVERY} === 0) collect({ type: 'minor' });
 });
 `;
 
