@@ -3,8 +3,8 @@
  * machine/load facts for the report, running the CLI as a child with its peak RSS and CPU
  * time, and reading onnxruntime's profiler traces.
  */
-import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
@@ -88,8 +88,17 @@ const CLK_TCK = 100;
 /** pid → [parent pid, user+sys ticks, rss pages] for every process under /proc. */
 function processTable(): Map<number, [number, number, number]> {
   const table = new Map<number, [number, number, number]>();
-  const out = spawnSync('sh', ['-c', 'cat /proc/[0-9]*/stat 2>/dev/null'], { encoding: 'utf8', maxBuffer: 1 << 24 }).stdout;
-  for (const line of out.split('\n')) {
+  // Read in this process: a shell per sample took CPU from the run being measured.
+  const lines: string[] = [];
+  for (const pid of readdirSync('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    try {
+      lines.push(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+    } catch {
+      // the process ended between the listing and the read
+    }
+  }
+  for (const line of lines) {
     const close = line.lastIndexOf(')');
     if (close < 0) continue;
     const pid = Number(line.slice(0, line.indexOf(' ')));
@@ -102,7 +111,7 @@ function processTable(): Map<number, [number, number, number]> {
 
 /**
  * Runs `node bin/shears.js …args` and samples the process tree (launcher + tsx child) from /proc: peak RSS
- * and CPU time. Sampling every 200 ms (a shell per sample, kept rare on a busy machine) can miss a short
+ * and CPU time. Sampling every 200 ms (kept rare: it takes CPU from the run it measures) can miss a short
  * peak and the last moments of CPU time; shears' own report has the exact maxRSS of the working process.
  */
 export function runCli(args: string[], env: Record<string, string> = {}): Promise<ChildRun> {
