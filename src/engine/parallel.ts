@@ -6,7 +6,7 @@
  *
  * A kernel is a plain, self-contained `function` (no imports, no closures, no nested functions: the
  * workers rebuild it from its source text) taking its arguments and then (k0, k1, part) for its range.
- * Arrays it writes must live in SharedArrayBuffers (`sharedF32`, `sharedU8`): anything else would be
+ * Arrays it touches must live in SharedArrayBuffers (`sharedF32`, `sharedF64`, `sharedU8`): anything else would be
  * copied to the worker and the writes lost, so `across` refuses it. onnxruntime-node refuses shared
  * arrays, so products read and write plain ones and the caller copies (memcpy: ~0.1 ns per value here,
  * against several ns per value of the passes themselves).
@@ -70,7 +70,7 @@ let nextId = 0;
 /** Kernels by identity, not by name: two kernels may share a name. */
 const kernelKeys = new WeakMap<Kernel, string>();
 
-/** How many ranges a pass is split into: the cores onnxruntime uses (SHEARS_THREADS or all of them). */
+/** How many threads share a pass (this one and the workers): the cores onnxruntime uses (SHEARS_THREADS or all of them). */
 export function parts(): number {
   return Math.max(1, Number(process.env.SHEARS_THREADS) || availableParallelism());
 }

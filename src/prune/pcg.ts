@@ -68,20 +68,16 @@ export const PCG_TOLERANCE = 1e-4;
 const CHUNK_ELEMENTS = 1 << 20;
 
 /**
- * Re-solves `x` (rows × n, row-major, in place; float32 like the weights) on its support, towards the dense
- * rows `w0` (rows × n), for h = H (n × n, symmetric). Returns the step count, residual and errors.
- */
-/**
  * CG's start for rows [r0, r1) of a chunk, after b = H·w0 (in b) and q = H·x: b += λw0 and the full
  * residual g = b − (H + λI)x (its masked part drives CG); per row w0ᵀ(H + λI)w0 (E_λ's constant, c0),
  * ‖b_S‖, rᵀz, the first direction p (and prod, the next product's operand; 0 off the support), the
- * undamped error (rowError), and, with `stop`, a row already within tolerance stops. A kernel for
- * engine/parallel.ts: self-contained.
+ * undamped error (rowError), and a row already within tolerance stops. A kernel for engine/parallel.ts:
+ * self-contained.
  */
 function cgStart(
   w0: Float32Array, x: Float64Array, b: Float64Array, g: Float64Array, q: Float32Array | Float64Array, p: Float64Array, prod: Float32Array | Float64Array,
   mask: Uint8Array, dg: Float64Array, c0: Float64Array, bNorm: Float64Array, rz: Float64Array, active: Uint8Array, rowError: Float64Array,
-  n: number, ridge: number, tolerance: number, stop: boolean, r0: number, r1: number,
+  n: number, ridge: number, tolerance: number, r0: number, r1: number,
 ): void {
   for (let r = r0; r < r1; r++) {
     const o = r * n;
@@ -109,7 +105,6 @@ function cgStart(
     let e = c;
     for (let i = o; i < o + n; i++) e -= x[i] * (b[i] + g[i]);
     rowError[r] = e - ridge * d2;
-    if (!stop) continue;
     let res2 = 0;
     for (let i = o; i < o + n; i++) if (mask[i]) res2 += g[i] * g[i];
     if (!(Math.sqrt(res2) > tolerance * bNorm[r])) {
@@ -185,6 +180,10 @@ function cgStep(
   }
 }
 
+/**
+ * Re-solves `x` (rows × n, row-major, in place; float32 like the weights) on its support, towards the dense
+ * rows `w0` (rows × n), for h = H (n × n, symmetric). Returns the step count, residual and errors.
+ */
 export async function pcgRefine(h: Float32Array | Float64Array, n: number, w0: Float32Array, x: Float32Array, rows: number, opts: PcgOptions = {}): Promise<PcgResult> {
   if (h.length !== n * n) throw new RangeError(`pcg: H has ${h.length} values, not ${n}x${n}`);
   if (w0.length !== rows * n || x.length !== rows * n) throw new RangeError(`pcg: weights must be ${rows}x${n}`);
@@ -257,7 +256,7 @@ async function solveChunk(
   const c0 = sharedF64(cr), bNorm = sharedF64(cr), rz = sharedF64(cr), rowError = sharedF64(cr);
   const active = sharedU8(cr);
   const p = arrays.sharedF64('pcg.p', size);
-  await across(cgStart, cr, [w0S, x, b, g, qS, p, prodS, mask, dg, c0, bNorm, rz, active, rowError, n, ridge, tolerance, !trace], n);
+  await across(cgStart, cr, [w0S, x, b, g, qS, p, prodS, mask, dg, c0, bNorm, rz, active, rowError, n, ridge, tolerance], n);
   // E_λ(x) = c0 − xᵀ(b + g) since xᵀ(H + λI)x = xᵀ(b − g); ‖r_S‖ from the masked g.
   const dampedError = (r: number) => {
     let e = c0[r];
@@ -268,12 +267,6 @@ async function solveChunk(
     let s = 0;
     for (let i = r * n; i < (r + 1) * n; i++) if (mask[i]) s += g[i] * g[i];
     return s;
-  };
-  const stopIfDone = (r: number, res2: number) => {
-    if (!active[r] || Math.sqrt(res2) > tolerance * bNorm[r]) return;
-    active[r] = 0;
-    p.fill(0, r * n, (r + 1) * n);
-    prodS.fill(0, r * n, (r + 1) * n);
   };
 
   const tr = trace ? { dampedError: new Float64Array(iterations + 1), residual2: new Float64Array(iterations + 1), bNorm2: 0 } : undefined;
@@ -286,9 +279,7 @@ async function solveChunk(
   };
   if (tr) for (let r = 0; r < cr; r++) tr.bNorm2 += bNorm[r] * bNorm[r];
   result.errorBefore += sum(rowError);
-  record(0);
-  // cgStart stopped the rows already within tolerance, unless the trace (above) wanted them first.
-  if (tr) for (let r = 0; r < cr; r++) stopIfDone(r, residual2(r));
+  record(0); // reads x, b, g and the mask only, none of which a row's stopping changes
 
   let k = 0;
   while (k < iterations && active.some((a) => a)) {
