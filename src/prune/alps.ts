@@ -227,6 +227,8 @@ class Projector {
   readonly scores: Float32Array;
   private readonly prune: number;
   private readonly scratch: Float32Array;
+  /** pick()'s copy of the window, which kthSmallest leaves in no particular order (grown as needed). */
+  private saved = new Float32Array(0);
   private hint = NaN;
   /** How many scores equal the last threshold selected. */
   private equal = 0;
@@ -377,13 +379,18 @@ class Projector {
   /** Selects index `at` overall from the `inside` window entries in scratch, `below` entries lying under the window. */
   private pick(below: number, inside: number, at: number): { t: number; below: number } {
     const w = this.scratch.subarray(0, inside);
+    // kthSmallest leaves w in no particular order: w's count below t and equal to t (every score
+    // equal to t lies in the window) are taken from the saved copy.
+    if (this.saved.length < inside) this.saved = new Float32Array(inside + (inside >> 1));
+    const saved = this.saved.subarray(0, inside);
+    saved.set(w);
     const t = (this.hint = kthSmallest(w, at - below));
-    // kthSmallest partitions: w[0 .. at − below) are the window's entries ≤ t; count those strictly below.
-    let under = below;
-    for (let i = 0; i < at - below; i++) if (w[i] < t) under++;
-    // Every score equal to t lies in the window.
-    let equal = 0;
-    for (let i = 0; i < inside; i++) equal += +(w[i] === t);
+    let under = below, equal = 0;
+    for (let i = 0; i < inside; i++) {
+      const v = saved[i];
+      under += +(v < t);
+      equal += +(v === t);
+    }
     this.equal = equal;
     return { t, below: under };
   }

@@ -162,6 +162,29 @@ describe('selection helpers', () => {
     expect(kthSmallest(Float32Array.from({ length: 5000 }, (_, i) => -i), 10)).toBe(-4989);
   });
 
+  it('kthSmallest on large arrays (bracketed from a sample) equals the sorted array at k', () => {
+    const r = lcg(11);
+    const n = 200_003;
+    const cases: [string, () => number][] = [
+      ['uniform', () => r() - 0.5],
+      ['squares, as ALPS scores them', () => Math.fround((r() - 0.5) ** 2)],
+      ['70% exact zeros', () => (r() < 0.7 ? 0 : r())],
+      ['five values', () => Math.floor(r() * 5)],
+      ['with ±Infinity', () => (r() < 0.01 ? (r() < 0.5 ? -Infinity : Infinity) : r())],
+    ];
+    for (const [what, draw] of cases) {
+      const a = Float32Array.from({ length: n }, draw);
+      const sorted = Float64Array.from(a).sort();
+      for (const k of [0, 1, 777, Math.floor(n / 2), Math.floor(n * 0.7), n - 2, n - 1]) {
+        expect(kthSmallest(Float32Array.from(a), k), `${what}, k = ${k}`).toBe(sorted[k]);
+      }
+    }
+    // Sorted and constant inputs.
+    const ramp = Float64Array.from({ length: n }, (_, i) => i);
+    expect(kthSmallest(ramp, 123_456)).toBe(123_456);
+    expect(kthSmallest(new Float32Array(n).fill(7), 99)).toBe(7);
+  });
+
   it('markSmallestStable picks the first k of a stable sort, NaN and +Inf last', () => {
     const r = lcg(4);
     for (let trial = 0; trial < 100; trial++) {
