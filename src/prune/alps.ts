@@ -599,6 +599,7 @@ async function dvStep(
   const total = b.length;
   const t = cut ? cut.t : NaN;
   if (cut && cut.ties < cut.equal) return dvPass(b, v, z, scores, y, r, d, mask, prevMask, rho, t, cut.ties, update, 0, total);
+  // ties = total: every score equal to t is pruned, whichever range holds it.
   const changes = await across<number>(dvPass, total, [b, v, z, scores, y, r, d, mask, prevMask, rho, t, total, update]);
   return changes.reduce((a, c) => a + c, 0);
 }

@@ -25,7 +25,7 @@
  * search directions and every reduction are float64. Rows are processed in chunks of about
  * CHUNK_ELEMENTS values, so the scratch is a few float64 copies of a chunk, not of the weight.
  *
- * Between products, the per-row work (cgStart, cgStep, cgEnd) runs over row ranges on every core
+ * Between products, the per-row work (cgStart, cgStep, cgErrors, cgRound) runs over row ranges on every core
  * (engine/parallel.ts); rows are independent and the error sums are taken row by row in order, so the
  * results are the same bits on any number of cores.
  */
@@ -70,14 +70,13 @@ const CHUNK_ELEMENTS = 1 << 20;
 /**
  * CG's start for rows [r0, r1) of a chunk, after b = H·w0 (in b) and q = H·x: b += λw0 and the full
  * residual g = b − (H + λI)x (its masked part drives CG); per row w0ᵀ(H + λI)w0 (E_λ's constant, c0),
- * ‖b_S‖, rᵀz, the first direction p (and prod, the next product's operand; 0 off the support), the
- * undamped error (rowError), and a row already within tolerance stops. A kernel for engine/parallel.ts:
- * self-contained.
+ * ‖b_S‖ and rᵀz, and the first direction p (and prod, the next product's operand; 0 off the support).
+ * A kernel for engine/parallel.ts: self-contained.
  */
 function cgStart(
   w0: Float32Array, x: Float64Array, b: Float64Array, g: Float64Array, q: Float32Array | Float64Array, p: Float64Array, prod: Float32Array | Float64Array,
-  mask: Uint8Array, dg: Float64Array, c0: Float64Array, bNorm: Float64Array, rz: Float64Array, active: Uint8Array, rowError: Float64Array,
-  n: number, ridge: number, tolerance: number, r0: number, r1: number,
+  mask: Uint8Array, dg: Float64Array, c0: Float64Array, bNorm: Float64Array, rz: Float64Array, active: Uint8Array,
+  n: number, ridge: number, r0: number, r1: number,
 ): void {
   for (let r = r0; r < r1; r++) {
     const o = r * n;
@@ -99,29 +98,16 @@ function cgStart(
     rz[r] = s;
     active[r] = 1;
     for (let i = o; i < o + n; i++) prod[i] = p[i];
-    // E_λ(x) = c0 − xᵀ(b + g) since xᵀ(H + λI)x = xᵀ(b − g); undamped: less λ‖w0 − x‖².
-    let d2 = 0;
-    for (let i = o; i < o + n; i++) d2 += (w0[i] - x[i]) ** 2;
-    let e = c;
-    for (let i = o; i < o + n; i++) e -= x[i] * (b[i] + g[i]);
-    rowError[r] = e - ridge * d2;
-    let res2 = 0;
-    for (let i = o; i < o + n; i++) if (mask[i]) res2 += g[i] * g[i];
-    if (!(Math.sqrt(res2) > tolerance * bNorm[r])) {
-      active[r] = 0;
-      p.fill(0, o, o + n);
-      prod.fill(0, o, o + n);
-    }
   }
 }
 
 /**
- * CG's end for rows [r0, r1): the undamped error (rowError), the relative residual on the support
- * (rel), and the solution rounded into x32 on the support. A kernel for engine/parallel.ts.
+ * Per row of [r0, r1): the damped error E_λ(x) = c0 − xᵀ(b + g) (since xᵀ(H + λI)x = xᵀ(b − g)), the
+ * undamped one (E_λ less λ‖w0 − x‖²) and ‖r_S‖² from the masked g. A kernel for engine/parallel.ts.
  */
-function cgEnd(
-  x: Float64Array, b: Float64Array, g: Float64Array, w0: Float32Array, mask: Uint8Array, c0: Float64Array, bNorm: Float64Array,
-  rowError: Float64Array, rel: Float64Array, x32: Float32Array, n: number, ridge: number, r0: number, r1: number,
+function cgErrors(
+  x: Float64Array, b: Float64Array, g: Float64Array, w0: Float32Array, mask: Uint8Array, c0: Float64Array,
+  damped: Float64Array, undamped: Float64Array, res2: Float64Array, n: number, ridge: number, r0: number, r1: number,
 ): void {
   for (let r = r0; r < r1; r++) {
     const o = r * n;
@@ -129,12 +115,17 @@ function cgEnd(
     for (let i = o; i < o + n; i++) d2 += (w0[i] - x[i]) ** 2;
     let e = c0[r];
     for (let i = o; i < o + n; i++) e -= x[i] * (b[i] + g[i]);
-    rowError[r] = e - ridge * d2;
-    let res2 = 0;
-    for (let i = o; i < o + n; i++) if (mask[i]) res2 += g[i] * g[i];
-    rel[r] = bNorm[r] > 0 ? Math.sqrt(res2) / bNorm[r] : 0;
-    for (let i = o; i < o + n; i++) if (mask[i]) x32[i] = x[i];
+    damped[r] = e;
+    undamped[r] = e - ridge * d2;
+    let s = 0;
+    for (let i = o; i < o + n; i++) if (mask[i]) s += g[i] * g[i];
+    res2[r] = s;
   }
+}
+
+/** x32 = x (rounded) on the support, for rows [r0, r1). A kernel for engine/parallel.ts. */
+function cgRound(x: Float64Array, mask: Uint8Array, x32: Float32Array, n: number, r0: number, r1: number): void {
+  for (let i = r0 * n; i < r1 * n; i++) if (mask[i]) x32[i] = x[i];
 }
 
 /**
@@ -253,33 +244,28 @@ async function solveChunk(
   const g = arrays.sharedF64('pcg.g', size);
   await multiply(x);
   qS.set(q);
-  const c0 = sharedF64(cr), bNorm = sharedF64(cr), rz = sharedF64(cr), rowError = sharedF64(cr);
+  const c0 = sharedF64(cr), bNorm = sharedF64(cr), rz = sharedF64(cr);
   const active = sharedU8(cr);
   const p = arrays.sharedF64('pcg.p', size);
-  await across(cgStart, cr, [w0S, x, b, g, qS, p, prodS, mask, dg, c0, bNorm, rz, active, rowError, n, ridge, tolerance], n);
-  // E_λ(x) = c0 − xᵀ(b + g) since xᵀ(H + λI)x = xᵀ(b − g); ‖r_S‖ from the masked g.
-  const dampedError = (r: number) => {
-    let e = c0[r];
-    for (let i = r * n; i < (r + 1) * n; i++) e -= x[i] * (b[i] + g[i]);
-    return e;
-  };
-  const residual2 = (r: number) => {
-    let s = 0;
-    for (let i = r * n; i < (r + 1) * n; i++) if (mask[i]) s += g[i] * g[i];
-    return s;
-  };
+  await across(cgStart, cr, [w0S, x, b, g, qS, p, prodS, mask, dg, c0, bNorm, rz, active, n, ridge], n);
+  const damped = sharedF64(cr), undamped = sharedF64(cr), res2 = sharedF64(cr);
+  const errors = () => across(cgErrors, cr, [x, b, g, w0S, mask, c0, damped, undamped, res2, n, ridge], n);
+  await errors();
+  result.errorBefore += sum(undamped);
+  // A row already within tolerance does not start.
+  for (let r = 0; r < cr; r++) {
+    if (Math.sqrt(res2[r]) > tolerance * bNorm[r]) continue;
+    active[r] = 0;
+    p.fill(0, r * n, (r + 1) * n);
+    prodS.fill(0, r * n, (r + 1) * n);
+  }
 
   const tr = trace ? { dampedError: new Float64Array(iterations + 1), residual2: new Float64Array(iterations + 1), bNorm2: 0 } : undefined;
-  const record = (k: number) => {
-    if (!tr) return;
-    for (let r = 0; r < cr; r++) {
-      tr.dampedError[k] += dampedError(r);
-      tr.residual2[k] += residual2(r);
-    }
-  };
-  if (tr) for (let r = 0; r < cr; r++) tr.bNorm2 += bNorm[r] * bNorm[r];
-  result.errorBefore += sum(rowError);
-  record(0); // reads x, b, g and the mask only, none of which a row's stopping changes
+  if (tr) {
+    for (let r = 0; r < cr; r++) tr.bNorm2 += bNorm[r] * bNorm[r];
+    tr.dampedError[0] = sum(damped);
+    tr.residual2[0] = sum(res2);
+  }
 
   let k = 0;
   while (k < iterations && active.some((a) => a)) {
@@ -288,7 +274,11 @@ async function solveChunk(
     await multiply(null); // q = H·p per row (H symmetric); prod holds p in H's dtype
     qS.set(q);
     await across(cgStep, cr, [p, qS, g, x, prodS, mask, dg, rz, active, bNorm, n, ridge, tolerance], n);
-    record(k);
+    if (tr) {
+      await errors();
+      tr.dampedError[k] = sum(damped);
+      tr.residual2[k] = sum(res2);
+    }
   }
   if (tr) for (let j = k + 1; j <= iterations; j++) {
     tr.dampedError[j] = tr.dampedError[k];
@@ -296,16 +286,17 @@ async function solveChunk(
   }
 
   result.iterations = Math.max(result.iterations, k);
-  const rel = sharedF64(cr);
+  await errors();
+  result.errorAfter += sum(undamped);
+  for (let r = 0; r < cr; r++) {
+    const rel = bNorm[r] > 0 ? Math.sqrt(res2[r]) / bNorm[r] : 0;
+    if (rel <= tolerance) result.converged++;
+    result.residual = Math.max(result.residual, rel);
+  }
   const xS = arrays.sharedF32('pcg.x32', size);
   xS.set(x32);
-  await across(cgEnd, cr, [x, b, g, w0S, mask, c0, bNorm, rowError, rel, xS, n, ridge], n);
+  await across(cgRound, cr, [x, mask, xS, n], n);
   x32.set(xS);
-  result.errorAfter += sum(rowError);
-  for (let r = 0; r < cr; r++) {
-    if (rel[r] <= tolerance) result.converged++;
-    result.residual = Math.max(result.residual, rel[r]);
-  }
   return tr;
 }
 
